@@ -1,0 +1,74 @@
+# One entry point for developers, CI (.ci/run) and CodeBuild (pipeline-config/buildspec.yml).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CHECKOV_VENV := .venv-checkov
+REQUIREMENTS := requirements-dev.txt lambdas/requirements.txt sample-app/requirements.txt
+TEMPLATES := $(wildcard cloudformation/*.yaml)
+REPORTS := build/reports
+
+# Image build (CodeBuild sets these; defaults make a local build possible).
+IMAGE_REPO ?= sample-python-app
+IMAGE_TAG ?= $(shell git rev-parse --short=8 HEAD 2>/dev/null || echo dev)
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# The virtualenv is rebuilt from scratch whenever a requirements file changes.
+$(BIN)/.installed: $(REQUIREMENTS)
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(CHECKOV_VENV)/bin/.installed: requirements-checkov.txt
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+.PHONY: venv
+venv: $(BIN)/.installed ## Create .venv with the pinned requirements (only when missing or changed)
+
+.PHONY: lint
+lint: $(BIN)/.installed ## ruff and mypy on all Python code
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+.PHONY: cfn-lint
+cfn-lint: $(BIN)/.installed ## cfn-lint on the CloudFormation templates (all findings, informational included)
+ifneq ($(TEMPLATES),)
+	$(BIN)/cfn-lint $(TEMPLATES)
+endif
+
+.PHONY: checkov
+checkov: $(CHECKOV_VENV)/bin/.installed ## checkov on the CloudFormation templates
+ifneq ($(TEMPLATES),)
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation -d cloudformation
+endif
+
+.PHONY: app-test
+app-test: $(BIN)/.installed ## Sample app unit tests, with a JUnit report in build/reports
+	mkdir -p $(REPORTS)
+	$(BIN)/pytest sample-app --junitxml=$(REPORTS)/sample-app.xml
+
+.PHONY: test
+test: lint cfn-lint checkov ## Everything CI runs: linters, template checks and the whole pytest suite
+	$(BIN)/pytest
+
+.PHONY: image
+image: ## Build the sample app image (needs a Docker engine; CodeBuild has one)
+	docker build --tag $(IMAGE_REPO):$(IMAGE_TAG) sample-app
+
+.PHONY: clean
+clean: ## Remove build output and caches (keeps the virtualenvs)
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+.PHONY: distclean
+distclean: clean ## Also remove the virtualenvs
+	rm -rf $(VENV) $(CHECKOV_VENV)
