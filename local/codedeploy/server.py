@@ -1,0 +1,126 @@
+"""HTTP front of the CodeDeploy stand-in: AWS JSON 1.1 on 127.0.0.1, reached with AWS_ENDPOINT_URL_CODEDEPLOY.
+
+Requests are `POST /` with `X-Amz-Target: CodeDeploy_20141006.<Operation>` and an
+`application/x-amz-json-1.1` body; errors are HTTP 400 with `{"__type": <code>, "message": ...}`, which
+botocore turns into `ClientError` / `client.exceptions.<code>`. Signatures are not checked.
+
+    with CodeDeployServer() as server:          # free port on 127.0.0.1
+        os.environ["AWS_ENDPOINT_URL_CODEDEPLOY"] = server.endpoint_url
+        server.service                          # the CodeDeployService behind it
+
+`python -m local.codedeploy.server --port 0` runs one in the foreground and prints its endpoint URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from local.codedeploy.service import CodeDeployError, CodeDeployService, DeploymentEngine
+
+TARGET_PREFIX = "CodeDeploy_20141006."
+CONTENT_TYPE = "application/x-amz-json-1.1"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the stand-in's callers log what matters."""
+
+    def _reply(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        target = self.headers.get("X-Amz-Target", "")
+        if not target.startswith(TARGET_PREFIX):
+            self._reply(400, {"__type": "UnknownOperationException", "message": f"Bad target {target!r}"})
+            return
+        try:
+            params = json.loads(raw or b"{}")
+            if not isinstance(params, dict):
+                raise TypeError("body is not a JSON object")
+        except (ValueError, TypeError) as exc:
+            self._reply(400, {"__type": "SerializationException", "message": str(exc)})
+            return
+        try:
+            result = self.server.service.call(target[len(TARGET_PREFIX) :], params)
+        except CodeDeployError as exc:
+            self._reply(exc.status, {"__type": exc.code, "message": exc.message})
+            return
+        self._reply(200, result)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], service: CodeDeployService) -> None:
+        super().__init__(address, _Handler)
+        self.service = service
+
+
+class CodeDeployServer:
+    """A CodeDeployService served over HTTP on 127.0.0.1 in a background thread."""
+
+    def __init__(
+        self,
+        service: CodeDeployService | None = None,
+        *,
+        engine: DeploymentEngine | None = None,
+        port: int = 0,
+    ) -> None:
+        self.service = service if service is not None else CodeDeployService(engine=engine)
+        self._httpd = _Server(("127.0.0.1", port), self.service)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="codedeploy", daemon=True)
+
+    @property
+    def endpoint_url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> CodeDeployServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> CodeDeployServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="CodeDeploy API stand-in (AWS JSON 1.1) on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="port (0: a free one)")
+    args = parser.parse_args()
+    server = CodeDeployServer(port=args.port)
+    print(server.endpoint_url, flush=True)
+    try:
+        server._httpd.serve_forever()
+    except KeyboardInterrupt:
+        server._httpd.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,614 @@
+"""In-memory CodeDeploy: the API operations Phoenix uses, with AWS's shapes, errors and state rules.
+
+`CodeDeployService.call(operation, params)` takes an AWS JSON 1.1 request body (already decoded) and returns
+the response body, or raises `CodeDeployError` carrying AWS's error `__type` code. It is thread-safe: one lock
+guards all state, so e.g. two concurrent CreateDeployment calls for one deployment group give one deployment
+and one DeploymentLimitExceededException, as on AWS.
+
+Operations: CreateApplication, CreateDeploymentGroup, GetDeploymentGroup, CreateDeployment, GetDeployment,
+BatchGetDeployments, ListDeployments (includeOnlyStatuses, createTimeRange, newest first, nextToken),
+StopDeployment (autoRollbackEnabled), PutLifecycleEventHookExecutionStatus.
+
+Engine seam (the ECS blue/green lifecycle plugs in here; `engine=None` keeps the built-in rules below):
+
+    class DeploymentEngine(Protocol):
+        def on_created(self, service: CodeDeployService, deployment_id: str) -> None
+        def on_stop(self, service: CodeDeployService, deployment_id: str, auto_rollback: bool) -> None
+        def on_hook_status(self, service: CodeDeployService, deployment_id: str,
+                           execution_id: str, status: str) -> None
+
+The service calls these after the request's state change is committed and outside its lock, so an engine may
+call back into the service (or hand work to its own thread; it should return quickly). The engine drives a
+deployment with the Python-level methods, each thread-safe:
+
+    set_status(deployment_id, status, *, error_code=None, error_message=None)   # Created -> InProgress -> ...
+    register_hook(deployment_id, lifecycle_event, execution_id=None) -> str      # then invoke the hook Lambda
+    roll_back(deployment_id, message) -> str | None                              # AWS's rollback deployment
+    get(deployment_id) -> dict                                                   # a deploymentInfo copy
+
+Built-in rules without an engine (and the parts the service always applies):
+- CreateDeployment: status Created, creator user; DeploymentLimitExceededException while another deployment
+  of the group is not finished (Created, Queued, InProgress, Baking, Ready).
+- StopDeployment on a finished deployment: DeploymentAlreadyCompletedException. With an engine: answered
+  Pending, `on_stop` called once (a repeated stop while pending answers Pending again). Without: status
+  Stopped at once (errorInformation MANUAL_STOP) and, with autoRollbackEnabled, `roll_back`: a new deployment
+  of the last successful revision, creator codeDeployRollback, rollbackInfo linking both ways (or only a
+  rollbackMessage when there is no earlier successful deployment); answered Succeeded.
+- PutLifecycleEventHookExecutionStatus: unknown execution id -> InvalidLifecycleEventHookExecutionIdException,
+  answered twice -> LifecycleEventAlreadyCompletedException. Without an engine, Failed fails the deployment
+  (HOOK_EXECUTION_FAILURE) and rolls it back when the autoRollbackConfiguration has DEPLOYMENT_FAILURE.
+`seed_deployment(...)` writes history directly (any status, creator, time) for tests and scenarios.
+Timestamps are epoch seconds (what the JSON protocol carries); `clock` is injectable for scaled time.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import secrets
+import string
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+JSON = dict[str, Any]
+
+IN_FLIGHT_STATUSES = frozenset({"Created", "Queued", "InProgress", "Baking", "Ready"})
+FINISHED_STATUSES = frozenset({"Succeeded", "Failed", "Stopped"})
+ALL_STATUSES = IN_FLIGHT_STATUSES | FINISHED_STATUSES
+LIST_PAGE_SIZE = 100
+BATCH_LIMIT = 25
+
+
+class CodeDeployError(Exception):
+    """An AWS error response: `code` is the JSON protocol's `__type`."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class DeploymentEngine(Protocol):
+    """What runs a deployment's lifecycle; see the module docstring."""
+
+    def on_created(self, service: CodeDeployService, deployment_id: str) -> None: ...
+
+    def on_stop(self, service: CodeDeployService, deployment_id: str, auto_rollback: bool) -> None: ...
+
+    def on_hook_status(
+        self, service: CodeDeployService, deployment_id: str, execution_id: str, status: str
+    ) -> None: ...
+
+
+def _new_deployment_id() -> str:
+    alphabet = string.ascii_uppercase + string.digits
+    return "d-" + "".join(secrets.choice(alphabet) for _ in range(9))
+
+
+def _normalise_revision(revision: Any) -> JSON:
+    if not isinstance(revision, dict) or not revision.get("revisionType"):
+        raise CodeDeployError("RevisionRequiredException", "The revision ID was not specified.")
+    result = copy.deepcopy(revision)
+    if result["revisionType"] == "AppSpecContent":
+        content = result.get("appSpecContent", {}).get("content")
+        if not isinstance(content, str) or not content:
+            raise CodeDeployError("InvalidRevisionException", "The AppSpecContent content is empty.")
+        result["appSpecContent"] = {
+            "content": content,
+            "sha256": hashlib.sha256(content.encode()).hexdigest(),
+        }
+    return result
+
+
+class CodeDeployService:
+    """Thread-safe in-memory CodeDeploy; `call` is the API, the other public methods are the engine's."""
+
+    def __init__(
+        self, engine: DeploymentEngine | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._applications: dict[str, JSON] = {}
+        self._groups: dict[tuple[str, str], JSON] = {}
+        self._deployments: dict[str, JSON] = {}
+        self._order: list[str] = []
+        self._hooks: dict[str, JSON] = {}
+        self._stop_requested: set[str] = set()
+
+    # ------------------------------------------------------------------ API dispatch
+    def call(self, operation: str, params: JSON) -> JSON:
+        handler = getattr(self, f"_op_{operation}", None)
+        if handler is None:
+            raise CodeDeployError("UnknownOperationException", f"Unknown operation {operation}")
+        result: JSON = handler(params)
+        return result
+
+    # ------------------------------------------------------------------ helpers (lock held)
+    def _application(self, name: Any) -> JSON:
+        if not name:
+            raise CodeDeployError("ApplicationNameRequiredException", "The minimum number of required")
+        app = self._applications.get(name)
+        if app is None:
+            raise CodeDeployError(
+                "ApplicationDoesNotExistException", f"No application found for name: {name}"
+            )
+        return app
+
+    def _group(self, application: Any, group: Any) -> JSON:
+        self._application(application)
+        if not group:
+            raise CodeDeployError(
+                "DeploymentGroupNameRequiredException", "The deployment group name was not specified."
+            )
+        info = self._groups.get((application, group))
+        if info is None:
+            raise CodeDeployError(
+                "DeploymentGroupDoesNotExistException",
+                f"No Deployment Group found for name: {group}",
+            )
+        return info
+
+    def _deployment(self, deployment_id: Any) -> JSON:
+        if not deployment_id:
+            raise CodeDeployError(
+                "DeploymentIdRequiredException", "At least one deployment ID must be specified."
+            )
+        dep = self._deployments.get(deployment_id)
+        if dep is None:
+            raise CodeDeployError(
+                "DeploymentDoesNotExistException", f"The deployment {deployment_id} could not be found."
+            )
+        return dep
+
+    def _last_successful(self, application: str, group: str, before: str | None = None) -> JSON | None:
+        for dep_id in reversed(self._order):
+            if dep_id == before:
+                continue
+            dep = self._deployments[dep_id]
+            if (
+                dep["applicationName"] == application
+                and dep["deploymentGroupName"] == group
+                and dep["status"] == "Succeeded"
+            ):
+                return dep
+        return None
+
+    def _in_flight(self, application: str, group: str) -> JSON | None:
+        for dep_id in self._order:
+            dep = self._deployments[dep_id]
+            if (
+                dep["applicationName"] == application
+                and dep["deploymentGroupName"] == group
+                and dep["status"] in IN_FLIGHT_STATUSES
+            ):
+                return dep
+        return None
+
+    def _insert(
+        self,
+        application: str,
+        group: str,
+        revision: JSON,
+        *,
+        status: str = "Created",
+        creator: str = "user",
+        description: str | None = None,
+        create_time: float | None = None,
+        deployment_id: str | None = None,
+    ) -> JSON:
+        group_info = self._group(application, group)
+        dep_id = deployment_id or _new_deployment_id()
+        if dep_id in self._deployments:
+            raise CodeDeployError("InvalidDeploymentIdException", f"Deployment {dep_id} already exists")
+        now = self.clock() if create_time is None else create_time
+        previous = self._last_successful(application, group)
+        dep: JSON = {
+            "applicationName": application,
+            "deploymentGroupName": group,
+            "deploymentConfigName": group_info["deploymentConfigName"],
+            "deploymentId": dep_id,
+            "revision": revision,
+            "status": status,
+            "createTime": now,
+            "creator": creator,
+            "ignoreApplicationStopFailures": False,
+            "updateOutdatedInstancesOnly": False,
+            "instanceTerminationWaitTimeStarted": False,
+            "computePlatform": group_info["computePlatform"],
+            "deploymentOverview": {
+                "Pending": 0,
+                "InProgress": 0,
+                "Succeeded": 0,
+                "Failed": 0,
+                "Skipped": 0,
+                "Ready": 0,
+            },
+        }
+        for key in ("autoRollbackConfiguration", "deploymentStyle", "loadBalancerInfo"):
+            if key in group_info:
+                dep[key] = copy.deepcopy(group_info[key])
+        if "blueGreenDeploymentConfiguration" in group_info:
+            dep["blueGreenDeploymentConfiguration"] = copy.deepcopy(
+                group_info["blueGreenDeploymentConfiguration"]
+            )
+        if previous is not None:
+            dep["previousRevision"] = copy.deepcopy(previous["revision"])
+        if description is not None:
+            dep["description"] = description
+        if status not in IN_FLIGHT_STATUSES:
+            dep["startTime"] = now
+            dep["completeTime"] = now
+        self._deployments[dep_id] = dep
+        self._order.append(dep_id)
+        self._order.sort(key=lambda i: self._deployments[i]["createTime"])
+        group_info["targetRevision"] = copy.deepcopy(revision)
+        group_info["lastAttemptedDeployment"] = {
+            "deploymentId": dep_id,
+            "status": status,
+            "createTime": now,
+        }
+        if status == "Succeeded":
+            group_info["lastSuccessfulDeployment"] = {
+                "deploymentId": dep_id,
+                "status": status,
+                "createTime": now,
+                "endTime": now,
+            }
+        return dep
+
+    def _set_status_locked(
+        self, dep: JSON, status: str, error_code: str | None = None, error_message: str | None = None
+    ) -> None:
+        if status not in ALL_STATUSES:
+            raise ValueError(f"unknown deployment status {status}")
+        now = self.clock()
+        dep["status"] = status
+        if status != "Created":
+            dep.setdefault("startTime", now)
+        if error_code is not None:
+            dep["errorInformation"] = {"code": error_code, "message": error_message or error_code}
+        group_info = self._groups[(dep["applicationName"], dep["deploymentGroupName"])]
+        last = group_info.get("lastAttemptedDeployment", {})
+        if last.get("deploymentId") == dep["deploymentId"]:
+            last["status"] = status
+        if status in FINISHED_STATUSES:
+            dep["completeTime"] = now
+            self._stop_requested.discard(dep["deploymentId"])
+            if last.get("deploymentId") == dep["deploymentId"]:
+                last["endTime"] = now
+            if status == "Succeeded":
+                group_info["lastSuccessfulDeployment"] = {
+                    "deploymentId": dep["deploymentId"],
+                    "status": status,
+                    "createTime": dep["createTime"],
+                    "endTime": now,
+                }
+
+    def _roll_back_locked(self, dep: JSON, message: str) -> str | None:
+        previous = self._last_successful(
+            dep["applicationName"], dep["deploymentGroupName"], dep["deploymentId"]
+        )
+        if previous is None:
+            dep["rollbackInfo"] = {
+                "rollbackMessage": "Automatic rollback was not performed because no previous successful "
+                f"deployment was found. {message}".strip()
+            }
+            return None
+        rollback = self._insert(
+            dep["applicationName"],
+            dep["deploymentGroupName"],
+            copy.deepcopy(previous["revision"]),
+            creator="codeDeployRollback",
+        )
+        rollback["rollbackInfo"] = {
+            "rollbackTriggeringDeploymentId": dep["deploymentId"],
+            "rollbackMessage": f"Rollback of deployment {dep['deploymentId']}",
+        }
+        dep["rollbackInfo"] = {
+            "rollbackDeploymentId": rollback["deploymentId"],
+            "rollbackMessage": f"Deployment rolled back by {rollback['deploymentId']}. {message}".strip(),
+        }
+        return str(rollback["deploymentId"])
+
+    def _notify(self, hook: Callable[[DeploymentEngine], None]) -> None:
+        if self.engine is not None:
+            hook(self.engine)
+
+    # ------------------------------------------------------------------ engine / test API
+    def get(self, deployment_id: str) -> JSON:
+        """A copy of the deploymentInfo (DeploymentDoesNotExist raised as CodeDeployError)."""
+        with self._lock:
+            return copy.deepcopy(self._deployment(deployment_id))
+
+    def set_status(
+        self,
+        deployment_id: str,
+        status: str,
+        *,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> None:
+        with self._lock:
+            self._set_status_locked(self._deployment(deployment_id), status, error_code, error_message)
+
+    def roll_back(self, deployment_id: str, message: str = "") -> str | None:
+        """Create AWS's rollback deployment for `deployment_id`: its id, None without an earlier success."""
+        with self._lock:
+            rollback_id = self._roll_back_locked(self._deployment(deployment_id), message)
+        if rollback_id is not None:
+            self._notify(lambda engine: engine.on_created(self, rollback_id))
+        return rollback_id
+
+    def register_hook(self, deployment_id: str, lifecycle_event: str, execution_id: str | None = None) -> str:
+        """A lifecycle hook execution awaiting PutLifecycleEventHookExecutionStatus; returns its id."""
+        with self._lock:
+            self._deployment(deployment_id)
+            hook_id = execution_id or uuid.uuid4().hex
+            self._hooks[hook_id] = {
+                "deploymentId": deployment_id,
+                "lifecycleEvent": lifecycle_event,
+                "status": "InProgress",
+            }
+            return hook_id
+
+    def hook_status(self, execution_id: str) -> str:
+        with self._lock:
+            return str(self._hooks[execution_id]["status"])
+
+    def seed_deployment(
+        self,
+        application: str,
+        group: str,
+        appspec_content: str,
+        *,
+        status: str = "Succeeded",
+        creator: str = "user",
+        description: str | None = None,
+        create_time: float | None = None,
+        deployment_id: str | None = None,
+    ) -> str:
+        """Write a deployment into the history directly (no limit check, no engine)."""
+        revision = _normalise_revision(
+            {"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec_content}}
+        )
+        with self._lock:
+            dep = self._insert(
+                application,
+                group,
+                revision,
+                status=status,
+                creator=creator,
+                description=description,
+                create_time=create_time,
+                deployment_id=deployment_id,
+            )
+            return str(dep["deploymentId"])
+
+    def link_rollback(self, rolled_back_id: str, rollback_id: str) -> None:
+        """Record in seeded history that `rollback_id` rolled back `rolled_back_id`."""
+        with self._lock:
+            self._deployment(rolled_back_id)["rollbackInfo"] = {
+                "rollbackDeploymentId": rollback_id,
+                "rollbackMessage": f"Deployment rolled back by {rollback_id}.",
+            }
+            self._deployment(rollback_id)["rollbackInfo"] = {
+                "rollbackTriggeringDeploymentId": rolled_back_id,
+                "rollbackMessage": f"Rollback of deployment {rolled_back_id}",
+            }
+
+    def deployment_ids(self) -> list[str]:
+        """All deployment ids, oldest first."""
+        with self._lock:
+            return list(self._order)
+
+    # ------------------------------------------------------------------ operations
+    def _op_CreateApplication(self, params: JSON) -> JSON:
+        name = params.get("applicationName")
+        if not name:
+            raise CodeDeployError(
+                "ApplicationNameRequiredException", "The application name was not specified."
+            )
+        with self._lock:
+            if name in self._applications:
+                raise CodeDeployError(
+                    "ApplicationAlreadyExistsException", f"The application {name} already exists"
+                )
+            app_id = str(uuid.uuid4())
+            self._applications[name] = {
+                "applicationId": app_id,
+                "applicationName": name,
+                "createTime": self.clock(),
+                "linkedToGitHub": False,
+                "computePlatform": params.get("computePlatform", "Server"),
+            }
+        return {"applicationId": app_id}
+
+    def _op_CreateDeploymentGroup(self, params: JSON) -> JSON:
+        application = params.get("applicationName")
+        group = params.get("deploymentGroupName")
+        with self._lock:
+            app = self._application(application)
+            if not group:
+                raise CodeDeployError(
+                    "DeploymentGroupNameRequiredException", "The deployment group name was not specified."
+                )
+            if (application, group) in self._groups:
+                raise CodeDeployError(
+                    "DeploymentGroupAlreadyExistsException", f"The deployment group {group} already exists"
+                )
+            if not params.get("serviceRoleArn"):
+                raise CodeDeployError("RoleRequiredException", "The service role ARN was not specified.")
+            group_id = str(uuid.uuid4())
+            info = {k: copy.deepcopy(v) for k, v in params.items() if k != "tags"}
+            info.update(
+                {
+                    "deploymentGroupId": group_id,
+                    "computePlatform": app["computePlatform"],
+                    "deploymentConfigName": params.get(
+                        "deploymentConfigName",
+                        "CodeDeployDefault.ECSAllAtOnce"
+                        if app["computePlatform"] == "ECS"
+                        else "CodeDeployDefault.OneAtATime",
+                    ),
+                }
+            )
+            self._groups[(str(application), str(group))] = info
+        return {"deploymentGroupId": group_id}
+
+    def _op_GetDeploymentGroup(self, params: JSON) -> JSON:
+        with self._lock:
+            info = self._group(params.get("applicationName"), params.get("deploymentGroupName"))
+            return {"deploymentGroupInfo": copy.deepcopy(info)}
+
+    def _op_CreateDeployment(self, params: JSON) -> JSON:
+        application = params.get("applicationName")
+        group = params.get("deploymentGroupName")
+        with self._lock:
+            self._group(application, group)
+            revision = _normalise_revision(params.get("revision"))
+            active = self._in_flight(str(application), str(group))
+            if active is not None:
+                raise CodeDeployError(
+                    "DeploymentLimitExceededException",
+                    f"The Deployment Group '{group}' already has an active Deployment "
+                    f"'{active['deploymentId']}'",
+                )
+            dep = self._insert(str(application), str(group), revision, description=params.get("description"))
+            if "autoRollbackConfiguration" in params:
+                dep["autoRollbackConfiguration"] = copy.deepcopy(params["autoRollbackConfiguration"])
+            dep_id = str(dep["deploymentId"])
+        self._notify(lambda engine: engine.on_created(self, dep_id))
+        return {"deploymentId": dep_id}
+
+    def _op_GetDeployment(self, params: JSON) -> JSON:
+        with self._lock:
+            return {"deploymentInfo": copy.deepcopy(self._deployment(params.get("deploymentId")))}
+
+    def _op_BatchGetDeployments(self, params: JSON) -> JSON:
+        ids = params.get("deploymentIds") or []
+        if len(ids) > BATCH_LIMIT:
+            raise CodeDeployError("BatchLimitExceededException", "The maximum number of names or IDs allowed")
+        with self._lock:
+            found = [copy.deepcopy(self._deployments[i]) for i in ids if i in self._deployments]
+        return {"deploymentsInfo": found}
+
+    def _op_ListDeployments(self, params: JSON) -> JSON:  # noqa: PLR0912 - one branch per AWS filter
+        application = params.get("applicationName")
+        group = params.get("deploymentGroupName")
+        statuses = params.get("includeOnlyStatuses") or []
+        for status in statuses:
+            if status not in ALL_STATUSES:
+                raise CodeDeployError("InvalidDeploymentStatusException", f"Invalid status {status}")
+        time_range = params.get("createTimeRange") or {}
+        start = time_range.get("start")
+        end = time_range.get("end")
+        if start is not None and end is not None and float(start) > float(end):
+            raise CodeDeployError("InvalidTimeRangeException", "The start time is after the end time.")
+        try:
+            offset = int(params.get("nextToken") or 0)
+        except ValueError as exc:
+            raise CodeDeployError(
+                "InvalidNextTokenException", "The next token was specified in an invalid format."
+            ) from exc
+        with self._lock:
+            if group and not application:
+                raise CodeDeployError(
+                    "ApplicationNameRequiredException", "The application name is required with a group name."
+                )
+            if application:
+                self._application(application)
+            if group:
+                self._group(application, group)
+            ids = []
+            for dep_id in reversed(self._order):
+                dep = self._deployments[dep_id]
+                if application and dep["applicationName"] != application:
+                    continue
+                if group and dep["deploymentGroupName"] != group:
+                    continue
+                if statuses and dep["status"] not in statuses:
+                    continue
+                if start is not None and dep["createTime"] < float(start):
+                    continue
+                if end is not None and dep["createTime"] > float(end):
+                    continue
+                ids.append(dep_id)
+        page = ids[offset : offset + LIST_PAGE_SIZE]
+        result: JSON = {"deployments": page}
+        if offset + LIST_PAGE_SIZE < len(ids):
+            result["nextToken"] = str(offset + LIST_PAGE_SIZE)
+        return result
+
+    def _op_StopDeployment(self, params: JSON) -> JSON:
+        auto_rollback = bool(params.get("autoRollbackEnabled", False))
+        with self._lock:
+            dep = self._deployment(params.get("deploymentId"))
+            dep_id = str(dep["deploymentId"])
+            if dep["status"] in FINISHED_STATUSES:
+                raise CodeDeployError(
+                    "DeploymentAlreadyCompletedException", f"The deployment {dep_id} has already completed."
+                )
+            if self.engine is not None:
+                first = dep_id not in self._stop_requested
+                self._stop_requested.add(dep_id)
+            else:
+                first = False
+                self._set_status_locked(
+                    dep, "Stopped", "MANUAL_STOP", "The deployment was stopped by a user."
+                )
+                rollback_id = (
+                    self._roll_back_locked(dep, "Stopped with autoRollbackEnabled.")
+                    if auto_rollback
+                    else None
+                )
+        if self.engine is not None:
+            if first:
+                self._notify(lambda engine: engine.on_stop(self, dep_id, auto_rollback))
+            return {"status": "Pending", "statusMessage": f"Stopping deployment {dep_id}."}
+        message = f"Deployment {dep_id} stopped."
+        if rollback_id is not None:
+            message += f" Rollback deployment {rollback_id} created."
+        return {"status": "Succeeded", "statusMessage": message}
+
+    def _op_PutLifecycleEventHookExecutionStatus(self, params: JSON) -> JSON:
+        execution_id = params.get("lifecycleEventHookExecutionId")
+        status = params.get("status")
+        with self._lock:
+            dep = self._deployment(params.get("deploymentId"))
+            hook = self._hooks.get(str(execution_id))
+            if hook is None or hook["deploymentId"] != dep["deploymentId"]:
+                raise CodeDeployError(
+                    "InvalidLifecycleEventHookExecutionIdException",
+                    f"The lifecycle event hook execution ID {execution_id} is not valid.",
+                )
+            if status not in ("Succeeded", "Failed"):
+                raise CodeDeployError(
+                    "InvalidLifecycleEventHookExecutionStatusException",
+                    f"The status {status} is not valid; Succeeded or Failed.",
+                )
+            if hook["status"] != "InProgress" or dep["status"] in FINISHED_STATUSES:
+                raise CodeDeployError(
+                    "LifecycleEventAlreadyCompletedException",
+                    f"The lifecycle event {hook['lifecycleEvent']} has already completed.",
+                )
+            hook["status"] = status
+            dep_id = str(dep["deploymentId"])
+            if self.engine is None and status == "Failed":
+                self._set_status_locked(
+                    dep,
+                    "Failed",
+                    "HOOK_EXECUTION_FAILURE",
+                    f"The {hook['lifecycleEvent']} lifecycle hook reported Failed.",
+                )
+                events = (dep.get("autoRollbackConfiguration") or {}).get("events") or []
+                if (dep.get("autoRollbackConfiguration") or {}).get(
+                    "enabled"
+                ) and "DEPLOYMENT_FAILURE" in events:
+                    self._roll_back_locked(dep, "Deployment failed.")
+        self._notify(lambda engine: engine.on_hook_status(self, dep_id, str(execution_id), str(status)))
+        return {"lifecycleEventHookExecutionId": str(execution_id)}
