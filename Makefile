@@ -10,13 +10,18 @@ REQUIREMENTS := requirements-dev.txt lambdas/requirements.txt sample-app/require
 TEMPLATES := $(wildcard cloudformation/*.yaml)
 REPORTS := build/reports
 
-# Image build (CodeBuild sets these; defaults make a local build possible).
+# Image build. CodeBuild passes IMAGE_REPO (the ECR repository URI); the tag is the short commit id, from
+# CodeBuild's resolved source version (its checkout has no .git) or from git locally.
 IMAGE_REPO ?= sample-python-app
-IMAGE_TAG ?= $(shell git rev-parse --short=8 HEAD 2>/dev/null || echo dev)
+COMMIT := $(or $(CODEBUILD_RESOLVED_SOURCE_VERSION),$(shell git rev-parse HEAD 2>/dev/null),dev)
+IMAGE_TAG ?= $(shell echo $(COMMIT) | cut -c1-8)
+IMAGE_URI := $(IMAGE_REPO):$(IMAGE_TAG)
+REGISTRY := $(firstword $(subst /, ,$(IMAGE_REPO)))
+REPOSITORY_NAME := $(patsubst $(REGISTRY)/%,%,$(IMAGE_REPO))
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # The virtualenv is rebuilt from scratch whenever a requirements file changes.
 $(BIN)/.installed: $(REQUIREMENTS)
@@ -63,7 +68,22 @@ test: lint cfn-lint checkov ## Everything CI runs: linters, template checks and 
 
 .PHONY: image
 image: ## Build the sample app image (needs a Docker engine; CodeBuild has one)
-	docker build --tag $(IMAGE_REPO):$(IMAGE_TAG) sample-app
+	docker build --tag $(IMAGE_URI) sample-app
+
+.PHONY: ecr-login
+ecr-login: ## Log docker in to the ECR registry of IMAGE_REPO
+	aws ecr get-login-password | docker login --username AWS --password-stdin $(REGISTRY)
+
+# ECR tags are immutable: a rebuilt commit whose image is already there is not pushed again.
+.PHONY: push
+push: ## Push the image to ECR unless that tag is already there
+	if aws ecr describe-images --repository-name $(REPOSITORY_NAME) \
+	    --image-ids imageTag=$(IMAGE_TAG) >/dev/null 2>&1; then \
+	  echo "$(IMAGE_URI) is already in ECR"; else docker push $(IMAGE_URI); fi
+
+.PHONY: deploy-artifacts
+deploy-artifacts: ## Write imageDetail.json, taskdef.json and appspec.yml for CodeDeployToECS into build/deploy
+	IMAGE_URI=$(IMAGE_URI) APP_VERSION=$(IMAGE_TAG) $(PYTHON) pipeline-config/render.py build/deploy
 
 .PHONY: clean
 clean: ## Remove build output and caches (keeps the virtualenvs)
