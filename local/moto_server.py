@@ -1,0 +1,93 @@
+"""The AWS API: an embedded moto server on a free 127.0.0.1 port, and boto3 clients pointed at it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+@dataclass(frozen=True)
+class Aws:
+    """Where the stand-in's AWS endpoints are."""
+
+    endpoint: str
+    codedeploy_endpoint: str | None = None
+    region: str = REGION
+
+    def env(self) -> dict[str, str]:
+        """Standard endpoint settings for a process (a Lambda worker) that talks to the stand-in."""
+        env = {
+            **CREDENTIALS,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ENDPOINT_URL": self.endpoint,
+        }
+        if self.codedeploy_endpoint:
+            env["AWS_ENDPOINT_URL_CODEDEPLOY"] = self.codedeploy_endpoint
+        return env
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for `service` on the stand-in."""
+        endpoint = self.codedeploy_endpoint if service == "codedeploy" and self.codedeploy_endpoint else None
+        return boto3.session.Session(
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=CREDENTIALS["AWS_SESSION_TOKEN"],
+            region_name=self.region,
+        ).client(
+            service,
+            endpoint_url=endpoint or self.endpoint,
+            config=Config(
+                retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30
+            ),
+        )
+
+    def with_codedeploy(self, endpoint: str) -> Aws:
+        return Aws(self.endpoint, endpoint, self.region)
+
+
+def _clean_env() -> None:
+    """Keep the drill's own boto3 away from a developer's real account and profiles."""
+    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        os.environ.pop(key, None)
+    for key, value in {**CREDENTIALS, "AWS_DEFAULT_REGION": REGION}.items():
+        os.environ[key] = value
+
+
+@contextmanager
+def moto_server(extra_env: Mapping[str, str] | None = None) -> Iterator[Aws]:
+    """Run moto on a free loopback port for the duration of the block; backends are reset on exit."""
+    _clean_env()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    for key, value in (extra_env or {}).items():
+        os.environ[key] = value
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield Aws(endpoint=f"http://{host}:{port}")
+    finally:
+        try:
+            host, port = server.get_host_and_port()
+            urllib.request.urlopen(
+                urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"), timeout=10
+            ).close()
+        finally:
+            server.stop()
