@@ -1,0 +1,372 @@
+"""The Lambda runtime: handlers invoked with the template's environment and Timeout, plus schedules and SNS.
+
+`LambdaRuntime` reads each function's configuration from moto (Handler, Timeout, Environment, reserved
+concurrency) and runs invocations in warm worker processes (local/lambda_bootstrap.py), started with that
+environment plus the standard endpoint settings (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_CODEDEPLOY) so the handler
+reaches the stand-in through plain boto3. The context's remaining time counts down from the template's
+Timeout; an invocation that overruns it is killed ("Task timed out"). Reserved concurrency caps the workers of
+a function; further asynchronous invocations wait in its queue, as Lambda's event queue does.
+
+`Scheduler` fires the EventBridge schedule rules' events at their targets (rate scaled by the time-scale
+factor); `SnsDelivery` is SNS's fan-out: Lambda subscribers get the SNS event record, SQS subscribers the
+SNS envelope through moto.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from local.moto_server import ACCOUNT_ID, REGION, Aws
+from local.timescale import TimeScale
+
+BOOTSTRAP = Path(__file__).resolve().parent / "lambda_bootstrap.py"
+DEFAULT_CONCURRENCY = 10
+
+
+@dataclass
+class FunctionConfig:
+    name: str
+    arn: str
+    handler: str
+    timeout: float
+    environment: dict[str, str]
+    code_dir: Path
+    memory: int = 128
+    concurrency: int = DEFAULT_CONCURRENCY
+
+
+@dataclass
+class Invocation:
+    function: str
+    event: Any
+    future: Future[Any] = field(default_factory=Future)
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+class _Worker:
+    def __init__(self, fn: FunctionConfig, env: dict[str, str], log: Callable[[str, str], None]) -> None:
+        self.fn = fn
+        read_fd, write_fd = os.pipe()
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            [sys.executable, "-I", str(BOOTSTRAP), str(fn.code_dir), fn.handler, str(write_fd)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=(write_fd,),
+            text=True,
+            start_new_session=True,
+        )
+        os.close(write_fd)
+        self._answers: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._read_answers, args=(read_fd,), daemon=True).start()
+        threading.Thread(target=self._pump, args=(log,), daemon=True).start()
+
+    def _read_answers(self, read_fd: int) -> None:
+        with os.fdopen(read_fd, "r") as answers:
+            for line in answers:
+                self._answers.put(json.loads(line))
+
+    def _pump(self, log: Callable[[str, str], None]) -> None:
+        if self.process.stdout is None:
+            return
+        for line in self.process.stdout:
+            log(self.fn.name, line.rstrip("\n"))
+
+    def invoke(self, invocation: Invocation, deadline: float) -> dict[str, Any]:
+        if self.process.stdin is None:
+            return {"error": "worker has no stdin"}
+        request = {
+            "id": invocation.request_id,
+            "request_id": invocation.request_id,
+            "event": invocation.event,
+        }
+        request["deadline"] = deadline
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        try:
+            return self._answers.get(timeout=max(0.0, deadline - time.time()) + 0.2)
+        except queue.Empty:
+            self.kill()
+            return {"error": f"Task timed out after {self.fn.timeout:.2f} seconds"}
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=5)
+        if self.process.stdin:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+
+
+class LambdaRuntime:
+    """Functions loaded from moto, invoked in warm workers; a context manager that stops every worker."""
+
+    def __init__(
+        self,
+        aws: Aws,
+        code_dirs: dict[str, Path],
+        log: Callable[[str, str], None] | None = None,
+        env_overrides: Callable[[str, dict[str, str]], dict[str, str]] | None = None,
+    ) -> None:
+        self._aws = aws
+        self._code_dirs = code_dirs
+        self._log = log or (lambda _fn, _line: None)
+        self._env_overrides = env_overrides or (lambda _name, env: env)
+        self.functions: dict[str, FunctionConfig] = {}
+        self._queues: dict[str, queue.Queue[Invocation | None]] = {}
+        self._threads: list[threading.Thread] = []
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self.invocations: list[tuple[str, str, Any]] = []
+
+    def load(self) -> None:
+        """Read every function's configuration from moto and start its event queue."""
+        client = self._aws.client("lambda")
+        for page in client.get_paginator("list_functions").paginate():
+            for fn in page["Functions"]:
+                name = fn["FunctionName"]
+                module = fn["Handler"].rsplit(".", 1)[0]
+                if module not in self._code_dirs:
+                    continue
+                try:
+                    reserved = client.get_function_concurrency(FunctionName=name).get(
+                        "ReservedConcurrentExecutions"
+                    )
+                except client.exceptions.ClientError:
+                    reserved = None
+                config = FunctionConfig(
+                    name=name,
+                    arn=fn["FunctionArn"],
+                    handler=fn["Handler"],
+                    timeout=float(fn.get("Timeout", 3)),
+                    environment=dict((fn.get("Environment") or {}).get("Variables") or {}),
+                    code_dir=self._code_dirs[module],
+                    memory=int(fn.get("MemorySize", 128)),
+                    concurrency=int(reserved) if reserved else DEFAULT_CONCURRENCY,
+                )
+                self.add(config)
+
+    def add(self, config: FunctionConfig) -> None:
+        self.functions[config.name] = config
+        self._queues[config.name] = queue.Queue()
+        for n in range(config.concurrency):
+            thread = threading.Thread(
+                target=self._serve, args=(config,), name=f"lambda-{config.name}-{n}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def resolve(self, name_or_arn: str) -> str:
+        """A function name from a name, a function ARN or a qualified ARN."""
+        if name_or_arn.startswith("arn:"):
+            return name_or_arn.split(":")[6]
+        return name_or_arn
+
+    def invoke_async(self, name_or_arn: str, event: Any, source: str = "") -> Future[Any]:
+        """An asynchronous ('Event') invocation; the future holds the handler's answer or error."""
+        name = self.resolve(name_or_arn)
+        invocation = Invocation(name, event)
+        with self._lock:
+            self.invocations.append((name, source, event))
+        if name not in self._queues:
+            invocation.future.set_exception(KeyError(f"Function not found: {name}"))
+            return invocation.future
+        self._queues[name].put(invocation)
+        return invocation.future
+
+    def _env(self, fn: FunctionConfig) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "TZ": ":UTC",
+            "PYTHONUNBUFFERED": "1",
+            **self._aws.env(),
+            "AWS_LAMBDA_FUNCTION_NAME": fn.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"local/[$LATEST]{uuid.uuid4().hex}",
+            "LAMBDA_TASK_ROOT": str(fn.code_dir),
+            "_HANDLER": fn.handler,
+            "PHOENIX_FUNCTION_ARN": fn.arn,
+        }
+        env.update(self._env_overrides(fn.name, dict(fn.environment)))
+        return env
+
+    def _serve(self, fn: FunctionConfig) -> None:
+        worker: _Worker | None = None
+        q = self._queues[fn.name]
+        while True:
+            invocation = q.get()
+            if invocation is None:
+                break
+            if worker is None or not worker.alive():
+                worker = _Worker(fn, self._env(fn), self._log)
+                with self._lock:
+                    self._workers.append(worker)
+            answer = worker.invoke(invocation, time.time() + fn.timeout)
+            if "error" in answer:
+                self._log(fn.name, json.dumps({"runtime": "error", "error": answer["error"]}))
+                invocation.future.set_exception(RuntimeError(answer["error"]))
+            else:
+                invocation.future.set_result(answer.get("result"))
+        if worker is not None:
+            worker.kill()
+
+    def __enter__(self) -> LambdaRuntime:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for name, q in self._queues.items():
+            for _ in range(self.functions[name].concurrency):
+                q.put(None)
+        for thread in self._threads:
+            thread.join(timeout=15)
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            if worker.alive():
+                worker.kill()
+
+
+_RATE = re.compile(r"^rate\((\d+) (second|seconds|minute|minutes|hour|hours|day|days)\)$")
+_UNIT = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_seconds(expression: str) -> float:
+    """AWS seconds between two events of a `rate(...)` schedule expression."""
+    match = _RATE.match(expression.strip())
+    if not match:
+        raise ValueError(f"unsupported schedule expression {expression!r} (rate(...) only)")
+    return int(match.group(1)) * _UNIT[match.group(2).rstrip("s")]
+
+
+def scheduled_event(rule_arn: str) -> dict[str, Any]:
+    """The EventBridge 'Scheduled Event' a schedule rule sends its targets."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [rule_arn],
+        "detail": {},
+    }
+
+
+class Scheduler:
+    """Fires every enabled EventBridge schedule rule in moto at its Lambda targets, scaled in time."""
+
+    def __init__(self, events: Any, runtime: LambdaRuntime, scale: TimeScale) -> None:
+        self._events = events
+        self._runtime = runtime
+        self._scale = scale
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.paused = threading.Event()
+
+    def __enter__(self) -> Scheduler:
+        for rule in self._events.list_rules()["Rules"]:
+            if rule.get("State") != "ENABLED" or not rule.get("ScheduleExpression"):
+                continue
+            targets = self._events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
+            arns = [t["Arn"] for t in targets if ":lambda:" in t["Arn"]]
+            interval = self._scale.drill(rate_seconds(rule["ScheduleExpression"]))
+            thread = threading.Thread(
+                target=self._loop,
+                args=(rule["Arn"], arns, interval),
+                name=f"schedule-{rule['Name']}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _loop(self, rule_arn: str, arns: list[str], interval: float) -> None:
+        while not self._stop.wait(interval):
+            if self.paused.is_set():
+                continue
+            for arn in arns:
+                self._runtime.invoke_async(arn, scheduled_event(rule_arn), source="schedule")
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+class SnsDelivery:
+    """SNS fan-out of one published message to the topic's subscribers."""
+
+    def __init__(self, aws: Aws, runtime: LambdaRuntime) -> None:
+        self._sns = aws.client("sns")
+        self._sqs = aws.client("sqs")
+        self._runtime = runtime
+        self.published: list[tuple[str, str, str]] = []
+
+    def publish(self, topic_arn: str, subject: str, message: str) -> None:
+        self.published.append((topic_arn, subject, message))
+        message_id = str(uuid.uuid4())
+        timestamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        subs = self._sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+        for sub in subs:
+            envelope = {
+                "Type": "Notification",
+                "MessageId": message_id,
+                "TopicArn": topic_arn,
+                "Subject": subject,
+                "Message": message,
+                "Timestamp": timestamp,
+                "SignatureVersion": "1",
+                "Signature": "EXAMPLE",
+                "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-EXAMPLE.pem",
+                "UnsubscribeUrl": f"https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn={sub['SubscriptionArn']}",
+                "MessageAttributes": {},
+            }
+            if sub["Protocol"] == "lambda":
+                event = {
+                    "Records": [
+                        {
+                            "EventSource": "aws:sns",
+                            "EventVersion": "1.0",
+                            "EventSubscriptionArn": sub["SubscriptionArn"],
+                            "Sns": envelope,
+                        }
+                    ]
+                }
+                self._runtime.invoke_async(
+                    sub["Endpoint"], event, source=f"sns:{topic_arn.rsplit(':', 1)[1]}"
+                )
+            elif sub["Protocol"] == "sqs":
+                name = sub["Endpoint"].rsplit(":", 1)[1]
+                url = self._sqs.get_queue_url(QueueName=name)["QueueUrl"]
+                self._sqs.send_message(QueueUrl=url, MessageBody=json.dumps(envelope))
