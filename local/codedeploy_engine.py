@@ -1,0 +1,431 @@
+"""CodeDeploy's ECS blue/green engine, plugged into the CodeDeploy API stand-in (local/codedeploy).
+
+For each deployment (one thread each): start the replacement tasks from the appspec's task definition and
+register them in the target group the production listener is *not* serving, move the test listener to them,
+run the appspec's lifecycle hooks (AfterAllowTestTraffic: the hook Lambda is invoked with the real event and
+CodeDeploy waits for PutLifecycleEventHookExecutionStatus, at most the hook timeout), shift production traffic
+by the deployment configuration (canary, linear or all at once), keep the original for
+TerminationWaitTimeInMinutes, then terminate it. All along it polls the alarms of the deployment's alarm
+configuration (the group's, or the deployment's overrideAlarmConfiguration), honours StopDeployment and a
+deployment timeout. On hook failure, alarm, stop or timeout both listeners go back to the original, the
+replacement is deregistered and stopped, the status and errorInformation are what CodeDeploy reports
+(Failed/HOOK_EXECUTION_FAILURE or TIMEOUT, Stopped/ALARM_ACTIVE or MANUAL_STOP) and, when the
+AutoRollbackConfiguration asks for it, AWS's rollback deployment is recorded. Deployment-group triggers are
+published to their SNS topics.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from local.alb import forward_weights
+from local.codedeploy import CodeDeployService
+from local.ecs_tasks import Task, TaskFailedToStart, TaskRunner
+from local.moto_server import ACCOUNT_ID, REGION
+from local.timescale import TimeScale
+
+HOOK_TIMEOUT_SECONDS = 3600
+HOOK_ORDER_BEFORE_TEST = ("BeforeInstall", "AfterInstall")
+Emit = Callable[..., None]
+
+
+class Abort(Exception):
+    """Stops a deployment: CodeDeploy's status and error code."""
+
+    def __init__(self, status: str, code: str, message: str, *, auto_rollback: bool | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.auto_rollback = auto_rollback
+
+
+def shift_steps(config_name: str) -> list[tuple[int, float]]:
+    """[(percent on the replacement, AWS seconds to wait after)] of an ECS deployment configuration."""
+    canary = re.search(r"Canary(\d+)Percent(\d+)Minutes?", config_name)
+    if canary:
+        return [(int(canary.group(1)), int(canary.group(2)) * 60.0), (100, 0.0)]
+    linear = re.search(r"Linear(\d+)PercentEvery(\d+)Minutes?", config_name)
+    if linear:
+        step, minutes = int(linear.group(1)), int(linear.group(2))
+        steps = [(p, minutes * 60.0) for p in range(step, 100, step)]
+        return [*steps, (100, 0.0)]
+    return [(100, 0.0)]
+
+
+@dataclass
+class Run:
+    deployment_id: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    stop_auto_rollback: bool = False
+    hooks: dict[str, tuple[threading.Event, list[str]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    finished: bool = False
+    original_tg: str | None = None
+    replacement_tg: str | None = None
+    prod_listener: str | None = None
+    test_listener: str | None = None
+    replacement_tasks: list[Task] = field(default_factory=list)
+    thread: threading.Thread | None = None
+
+
+class EcsBlueGreenEngine:
+    """The DeploymentEngine of local/codedeploy for ECS blue/green deployments behind the ALB stand-in."""
+
+    def __init__(
+        self,
+        *,
+        elbv2: Any,
+        ecs: Any,
+        cloudwatch: Any,
+        runner: TaskRunner,
+        invoke: Callable[[str, Any], Any],
+        publish: Callable[[str, str, str], None],
+        scale: TimeScale,
+        emit: Emit,
+        deployment_timeout: float = 900.0,
+        tick: float = 0.05,
+    ) -> None:
+        self._elbv2 = elbv2
+        self._ecs = ecs
+        self._cw = cloudwatch
+        self._runner = runner
+        self._invoke = invoke
+        self._publish = publish
+        self._scale = scale
+        self._emit = emit
+        self._timeout = deployment_timeout
+        self._tick = tick
+        self._runs: dict[str, Run] = {}
+        self._lock = threading.Lock()
+        self._background: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ the seam
+    def on_created(self, service: CodeDeployService, deployment_id: str) -> None:
+        dep = service.get(deployment_id)
+        if dep.get("creator") == "codeDeployRollback":
+            return  # recorded by the rolled-back deployment's thread, which did the rerouting
+        run = Run(deployment_id)
+        with self._lock:
+            self._runs[deployment_id] = run
+        run.thread = threading.Thread(
+            target=self._run, args=(service, run), name=f"deploy-{deployment_id}", daemon=True
+        )
+        run.thread.start()
+
+    def on_stop(self, service: CodeDeployService, deployment_id: str, auto_rollback: bool) -> None:
+        run = self._runs.get(deployment_id)
+        if run is None:
+            return
+        run.stop_auto_rollback = auto_rollback
+        run.stop.set()
+
+    def on_hook_status(
+        self, service: CodeDeployService, deployment_id: str, execution_id: str, status: str
+    ) -> None:
+        run = self._runs.get(deployment_id)
+        if run is None or execution_id not in run.hooks:
+            return
+        event, result = run.hooks[execution_id]
+        result.append(status)
+        event.set()
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no deployment thread runs (used when the drill shuts down)."""
+        deadline = time.monotonic() + timeout
+        for run in list(self._runs.values()):
+            if run.thread is not None:
+                run.thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for thread in list(self._background):
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def abort_all(self) -> None:
+        for run in list(self._runs.values()):
+            run.stop.set()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _run(self, service: CodeDeployService, run: Run) -> None:
+        dep = service.get(run.deployment_id)
+        group = service.call(
+            "GetDeploymentGroup",
+            {"applicationName": dep["applicationName"], "deploymentGroupName": dep["deploymentGroupName"]},
+        )["deploymentGroupInfo"]
+        started = time.monotonic()
+        deadline = started + self._scale.drill(self._timeout)
+        try:
+            self._deploy(service, run, dep, group, deadline)
+        except Abort as abort:
+            self._roll_back(service, run, dep, group, abort)
+        except Exception as exc:
+            self._roll_back(service, run, dep, group, Abort("Failed", "INTERNAL_ERROR", repr(exc)))
+
+    def _deploy(  # noqa: PLR0915 - CodeDeploy's lifecycle, step by step
+        self,
+        service: CodeDeployService,
+        run: Run,
+        dep: dict[str, Any],
+        group: dict[str, Any],
+        deadline: float,
+    ) -> None:
+        dep_id = run.deployment_id
+        service.set_status(dep_id, "InProgress")
+        self._trigger(group, dep_id, "DeploymentStart", "START")
+        appspec = yaml.safe_load(dep["revision"]["appSpecContent"]["content"])
+        props = appspec["Resources"][0]["TargetService"]["Properties"]
+        task_definition = str(props["TaskDefinition"])
+        hooks = [(name, fn) for entry in appspec.get("Hooks") or [] for name, fn in entry.items()]
+        alarms = self._alarm_names(dep, group)
+        pair = group["loadBalancerInfo"]["targetGroupPairInfoList"][0]
+        names = [tg["name"] for tg in pair["targetGroups"]]
+        arns = [
+            self._elbv2.describe_target_groups(Names=[name])["TargetGroups"][0]["TargetGroupArn"]
+            for name in names
+        ]
+        run.prod_listener = pair["prodTrafficRoute"]["listenerArns"][0]
+        run.test_listener = (pair.get("testTrafficRoute") or {}).get("listenerArns", [None])[0]
+        serving = sorted(forward_weights(run.prod_listener), key=lambda item: -item[1])
+        run.original_tg = serving[0][0] if serving else arns[0]
+        run.replacement_tg = next(arn for arn in arns if arn != run.original_tg)
+        check = self._checker(run, alarms, deadline)
+        version = self._version(task_definition)
+        self._emit(
+            "deployment", f"{dep_id} started: {version} ({dep['deploymentConfigName']})", deployment=dep_id
+        )
+        check()
+
+        for name, fn in hooks:
+            if name in HOOK_ORDER_BEFORE_TEST:
+                self._hook(service, run, name, fn, check)
+        count = self._desired_count(group) or max(1, len(self._tasks_in(run.original_tg)))
+        try:
+            run.replacement_tasks = self._runner.start(task_definition, count)
+        except TaskFailedToStart as exc:
+            raise Abort("Failed", "ECS_UPDATE_ERROR", str(exc)) from exc
+        self._runner.register(run.replacement_tasks, run.replacement_tg)
+        self._emit(
+            "install", f"replacement task set {version}: {count} task(s) registered", deployment=dep_id
+        )
+        check()
+        if run.test_listener:
+            self._route(run.test_listener, run.original_tg, run.replacement_tg, 100)
+            self._emit(
+                "traffic", "test listener -> replacement", deployment=dep_id, listener="test", percent=100
+            )
+        for name, fn in hooks:
+            if name == "AfterAllowTestTraffic":
+                self._hook(service, run, name, fn, check)
+        for name, fn in hooks:
+            if name == "BeforeAllowTraffic":
+                self._hook(service, run, name, fn, check)
+        for percent, wait in shift_steps(dep["deploymentConfigName"]):
+            self._route(run.prod_listener, run.original_tg, run.replacement_tg, percent)
+            self._emit(
+                "traffic",
+                f"production listener: {percent}% -> replacement",
+                deployment=dep_id,
+                listener="production",
+                percent=percent,
+            )
+            self._wait(self._scale.drill(wait), check)
+        for name, fn in hooks:
+            if name == "AfterAllowTraffic":
+                self._hook(service, run, name, fn, check)
+        bake = float(
+            (
+                (group.get("blueGreenDeploymentConfiguration") or {}).get(
+                    "terminateBlueInstancesOnDeploymentSuccess"
+                )
+                or {}
+            ).get("terminationWaitTimeInMinutes", 0)
+        )
+        self._emit("bake", f"bake: original kept {bake:g} min", deployment=dep_id)
+        self._wait(self._scale.drill(bake * 60), check)
+        with run.lock:
+            check()
+            run.finished = True
+            service.set_status(dep_id, "Succeeded")
+        original = self._tasks_in(run.original_tg)
+        self._runner.deregister(original)
+        self._stop_later(original)
+        self._emit(
+            "deployment", f"{dep_id} Succeeded: original terminated, {version} serves", deployment=dep_id
+        )
+        self._trigger(group, dep_id, "DeploymentSuccess", "SUCCESS")
+
+    def _roll_back(
+        self, service: CodeDeployService, run: Run, dep: dict[str, Any], group: dict[str, Any], abort: Abort
+    ) -> None:
+        dep_id = run.deployment_id
+        with run.lock:
+            if run.finished:
+                return
+            run.finished = True
+            service.set_status(dep_id, abort.status, error_code=abort.code, error_message=abort.message)
+        self._emit(
+            "decision",
+            f"{dep_id} {abort.status} ({abort.code}): {abort.message}",
+            deployment=dep_id,
+            code=abort.code,
+        )
+        if run.prod_listener and run.original_tg and run.replacement_tg:
+            self._route(run.prod_listener, run.original_tg, run.replacement_tg, 0)
+            if run.test_listener:
+                self._route(run.test_listener, run.original_tg, run.replacement_tg, 0)
+            self._emit(
+                "restore", "both listeners -> original", deployment=dep_id, listener="production", percent=0
+            )
+        if run.replacement_tasks:
+            self._runner.deregister(run.replacement_tasks)
+            self._stop_later(run.replacement_tasks)
+        events = (dep.get("autoRollbackConfiguration") or {}).get("events") or []
+        enabled = bool((dep.get("autoRollbackConfiguration") or {}).get("enabled"))
+        wanted = {
+            "ALARM_ACTIVE": enabled and "DEPLOYMENT_STOP_ON_ALARM" in events,
+            "MANUAL_STOP": run.stop_auto_rollback,
+        }.get(abort.code, enabled and "DEPLOYMENT_FAILURE" in events)
+        if wanted:
+            rollback_id = service.roll_back(dep_id, abort.message)
+            if rollback_id:
+                service.set_status(rollback_id, "InProgress")
+                service.set_status(rollback_id, "Succeeded")
+                self._emit("rollback", f"rollback deployment {rollback_id} Succeeded", deployment=rollback_id)
+        kind = "DeploymentStop" if abort.status == "Stopped" else "DeploymentFailure"
+        self._trigger(group, dep_id, kind, abort.status.upper())
+        if wanted:
+            self._trigger(group, dep_id, "DeploymentRollback", "ROLLBACK")
+
+    # ------------------------------------------------------------------ pieces
+    def _checker(self, run: Run, alarms: list[str], deadline: float) -> Callable[[], None]:
+        def check() -> None:
+            if run.stop.is_set():
+                raise Abort("Stopped", "MANUAL_STOP", "The deployment was stopped by a user.")
+            if time.monotonic() > deadline:
+                raise Abort(
+                    "Failed", "TIMEOUT", f"The deployment exceeded DEPLOYMENT_TIMEOUT ({self._timeout:g} s)."
+                )
+            if alarms:
+                active = [
+                    a["AlarmName"]
+                    for a in self._cw.describe_alarms(AlarmNames=alarms)["MetricAlarms"]
+                    if a["StateValue"] == "ALARM"
+                ]
+                if active:
+                    raise Abort(
+                        "Stopped",
+                        "ALARM_ACTIVE",
+                        "One or more alarms have been activated according to the Amazon CloudWatch metrics "
+                        "you selected, and the affected deployments have been stopped. "
+                        f"Activated alarms: {', '.join(active)}",
+                    )
+
+        return check
+
+    def _wait(self, seconds: float, check: Callable[[], None]) -> None:
+        end = time.monotonic() + seconds
+        while True:
+            check()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(self._tick, left))
+
+    def _hook(
+        self, service: CodeDeployService, run: Run, name: str, function: str, check: Callable[[], None]
+    ) -> None:
+        execution_id = service.register_hook(run.deployment_id, name)
+        event = threading.Event()
+        result: list[str] = []
+        run.hooks[execution_id] = (event, result)
+        self._emit("hook", f"{name}: invoking {function}", deployment=run.deployment_id)
+        self._invoke(
+            function, {"DeploymentId": run.deployment_id, "LifecycleEventHookExecutionId": execution_id}
+        )
+        end = time.monotonic() + self._scale.drill(HOOK_TIMEOUT_SECONDS)
+        while not event.wait(self._tick):
+            check()
+            if time.monotonic() > end:
+                raise Abort("Failed", "TIMEOUT", f"The {name} hook did not answer within its timeout.")
+        self._emit("hook", f"{name}: {result[0]}", deployment=run.deployment_id, status=result[0])
+        if result[0] != "Succeeded":
+            raise Abort(
+                "Failed", "HOOK_EXECUTION_FAILURE", f"The {name} lifecycle hook ({function}) reported Failed."
+            )
+
+    def _route(self, listener: str, original: str, replacement: str, percent: int) -> None:
+        self._elbv2.modify_listener(
+            ListenerArn=listener,
+            DefaultActions=[
+                {
+                    "Type": "forward",
+                    "ForwardConfig": {
+                        "TargetGroups": [
+                            {"TargetGroupArn": original, "Weight": 100 - percent},
+                            {"TargetGroupArn": replacement, "Weight": percent},
+                        ]
+                    },
+                }
+            ],
+        )
+
+    def _alarm_names(self, dep: dict[str, Any], group: dict[str, Any]) -> list[str]:
+        config = dep.get("overrideAlarmConfiguration") or group.get("alarmConfiguration") or {}
+        if not config.get("enabled"):
+            return []
+        return [a["name"] for a in config.get("alarms") or []]
+
+    def _desired_count(self, group: dict[str, Any]) -> int:
+        services = group.get("ecsServices") or []
+        if not services:
+            return 0
+        found = self._ecs.describe_services(
+            cluster=services[0]["clusterName"], services=[services[0]["serviceName"]]
+        )["services"]
+        return int(found[0].get("desiredCount", 0)) if found else 0
+
+    def _tasks_in(self, target_group: str | None) -> list[Task]:
+        return [t for t in self._runner.tasks if t.target_group_arn == target_group]
+
+    def _version(self, task_definition: str) -> str:
+        try:
+            definition = self._ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
+        except self._ecs.exceptions.ClientException:
+            return task_definition
+        for item in (definition.get("containerDefinitions") or [{}])[0].get("environment", []):
+            if item["name"] == "APP_VERSION":
+                return str(item["value"])
+        return task_definition.rsplit("/", 1)[-1]
+
+    def _stop_later(self, tasks: list[Task]) -> None:
+        def stop() -> None:
+            for task in tasks:
+                self._runner.stop(task)
+
+        thread = threading.Thread(target=stop, name="stop-tasks", daemon=True)
+        thread.start()
+        self._background.append(thread)
+
+    def _trigger(self, group: dict[str, Any], dep_id: str, event: str, status: str) -> None:
+        for trigger in group.get("triggerConfigurations") or []:
+            if event not in (trigger.get("triggerEvents") or []):
+                continue
+            message = {
+                "region": REGION,
+                "accountId": ACCOUNT_ID,
+                "eventTriggerName": trigger.get("triggerName"),
+                "applicationName": group.get("applicationName"),
+                "deploymentId": dep_id,
+                "deploymentGroupName": group.get("deploymentGroupName"),
+                "createTime": datetime.now(UTC).strftime("%a %b %d %H:%M:%S UTC %Y"),
+                "status": status,
+            }
+            subject = f"{status}: AWS CodeDeploy {dep_id} in {REGION} to {group.get('applicationName')}"
+            self._publish(trigger["triggerTargetArn"], subject[:100], json.dumps(message))
