@@ -7,6 +7,7 @@ botocore turns into `ClientError` / `client.exceptions.<code>`. Signatures are n
     with CodeDeployServer() as server:          # free port on 127.0.0.1
         os.environ["AWS_ENDPOINT_URL_CODEDEPLOY"] = server.endpoint_url
         server.service                          # the CodeDeployService behind it
+        server.use(CodeDeployService(engine))   # swap in a fresh one (same port)
 
 `python -m local.codedeploy.server --port 0` runs one in the foreground and prints its endpoint URL.
 """
@@ -91,6 +92,12 @@ class CodeDeployServer:
     def endpoint_url(self) -> str:
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    def use(self, service: CodeDeployService) -> CodeDeployService:
+        """Serve `service` from now on (a fresh state per test without a new port); returns it."""
+        self.service = service
+        self._httpd.service = service
+        return service
 
     def start(self) -> CodeDeployServer:
         self._thread.start()

@@ -1,0 +1,335 @@
+"""health_check: probes real loopback servers, publishes metrics to moto, answers CodeDeploy's stand-in."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+from local.codedeploy import CodeDeployService
+
+APP = "phoenix-dev"
+GROUP = "phoenix-dev-sample-app"
+HOOK_EXECUTION_ID = "hook-execution-1"
+
+
+def base_env(production_url: str, test_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "ENVIRONMENT": "dev",
+        "SERVICE_NAME": "sample-app",
+        "PRODUCTION_URL": production_url,
+        "TEST_URL": test_url,
+        "CODEDEPLOY_APPLICATION": APP,
+        "CODEDEPLOY_DEPLOYMENT_GROUP": GROUP,
+        "PROBE_COUNT": "4",
+        "PROBE_CONNECT_TIMEOUT": "0.5",
+        "PROBE_READ_TIMEOUT": "0.5",
+        "MAX_LATENCY_P95_MS": "400",
+        "VALIDATION_ROUNDS": "2",
+        "VALIDATION_INTERVAL_SECONDS": "0",
+        **extra,
+    }
+
+
+@pytest.fixture
+def group(moto: None, codedeploy: CodeDeployService) -> CodeDeployService:
+    client = boto3.client("codedeploy")
+    client.create_application(applicationName=APP, computePlatform="ECS")
+    client.create_deployment_group(
+        applicationName=APP,
+        deploymentGroupName=GROUP,
+        serviceRoleArn="arn:aws:iam::123456789012:role/codedeploy",
+        autoRollbackConfiguration={"enabled": True, "events": ["DEPLOYMENT_FAILURE"]},
+        deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+    )
+    codedeploy.seed_deployment(APP, GROUP, "version: 0.0 # v1", create_time=1.0)
+    return codedeploy
+
+
+@pytest.fixture
+def healthy_url(sample_app: Callable[..., str]) -> str:
+    return sample_app()
+
+
+@pytest.fixture
+def unhealthy_url(sample_app: Callable[..., str]) -> str:
+    return sample_app(FAULT_HEALTH_FAIL="true")
+
+
+def hook_deployment(service: CodeDeployService, event: dict[str, Any]) -> str:
+    """The hook event's deployment, in flight, with its hook execution awaiting an answer."""
+    deployment_id = service.seed_deployment(
+        APP, GROUP, "version: 0.0 # v2", status="InProgress", deployment_id=event["DeploymentId"]
+    )
+    service.register_hook(deployment_id, "AfterAllowTestTraffic", event["LifecycleEventHookExecutionId"])
+    return deployment_id
+
+
+def metric_values(name: str, **dimensions: str) -> list[float]:
+    cloudwatch = boto3.client("cloudwatch")
+    found = cloudwatch.list_metrics(
+        Namespace="Phoenix/Deployments",
+        MetricName=name,
+        Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
+    )["Metrics"]
+    values = []
+    for metric in found:
+        if len(metric["Dimensions"]) != len(dimensions):
+            continue
+        stats = cloudwatch.get_metric_statistics(
+            Namespace="Phoenix/Deployments",
+            MetricName=name,
+            Dimensions=metric["Dimensions"],
+            StartTime="2000-01-01T00:00:00Z",
+            EndTime="2100-01-01T00:00:00Z",
+            Period=60,
+            Statistics=["Maximum"],
+        )
+        values += [p["Maximum"] for p in stats["Datapoints"]]
+    return values
+
+
+def decisions(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "phoenix.health_check"]
+
+
+# --------------------------------------------------------------------------------------------- configuration
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("ENVIRONMENT", "", "ENVIRONMENT is required"),
+        ("ENVIRONMENT", "qa", "ENVIRONMENT must be one of"),
+        ("PRODUCTION_URL", "my-alb", "PRODUCTION_URL must be an http(s) URL"),
+        ("PROBE_COUNT", "three", "PROBE_COUNT must be a whole number"),
+        ("MAX_ERROR_RATE", "150", "MAX_ERROR_RATE must be a number"),
+        ("HEALTH_CHECK_INTERVAL", "-5", "HEALTH_CHECK_INTERVAL must be a whole number"),
+    ],
+)
+def test_bad_configuration_names_the_variable(
+    load_lambda: Callable[[str, dict[str, str]], ModuleType], variable: str, value: str, message: str
+) -> None:
+    module = load_lambda("health_check", base_env("http://a.example", "http://a.example:8080"))
+    with pytest.raises(module.ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        module.load_config({**base_env("http://a.example", "http://a.example:8080"), variable: value})
+
+
+def test_missing_variable_stops_the_import(load_lambda: Callable[..., ModuleType]) -> None:
+    env = base_env("http://a.example", "http://a.example:8080")
+    env["CODEDEPLOY_APPLICATION"] = ""
+    with pytest.raises(ValueError, match="CODEDEPLOY_APPLICATION is required"):
+        load_lambda("health_check", env)
+
+
+# --------------------------------------------------------------------------------------------- probes
+@pytest.fixture
+def checker(load_lambda: Callable[[str, dict[str, str]], ModuleType], aws_credentials: None) -> ModuleType:
+    return load_lambda("health_check", base_env("http://a.example", "http://a.example:8080"))
+
+
+def test_probe_passes_on_healthy_json(checker: ModuleType, healthy_url: str) -> None:
+    result = checker.probe(healthy_url + "/health", checker.CONFIG)
+    assert result.ok
+    assert result.reason == "ok"
+
+
+@pytest.mark.parametrize(
+    ("server", "reason"),
+    [
+        ("unhealthy_url", "HTTP 500"),
+        ("hanging_server", "read timeout"),
+        ("resetting_server", "connection reset"),
+        ("garbage_server", "garbage response"),
+        ("garbage_body_server", "body is not JSON"),
+        ("refused_url", "connection refused"),
+    ],
+)
+def test_probe_failures_carry_their_reason(
+    checker: ModuleType, request: pytest.FixtureRequest, server: str, reason: str
+) -> None:
+    url: str = request.getfixturevalue(server)
+    result = checker.probe(url + "/health", checker.CONFIG)
+    assert not result.ok
+    assert result.reason == reason
+
+
+def test_probe_fails_a_slow_but_healthy_answer(checker: ModuleType, sample_app: Callable[..., str]) -> None:
+    slow = sample_app(FAULT_LATENCY_MS="600")
+    result = checker.probe(slow + "/health", checker.CONFIG)
+    assert not result.ok
+    assert result.reason in {"too slow", "read timeout"}
+
+
+def test_probe_fails_on_dns_failure(checker: ModuleType) -> None:
+    result = checker.probe("http://phoenix-does-not-exist.invalid/health", checker.CONFIG)
+    assert not result.ok
+    assert result.reason in {"DNS failure", "connect timeout"}
+
+
+def test_round_counts_error_rate_and_fails_above_threshold(checker: ModuleType, hanging_server: str) -> None:
+    rounds = checker.probe_round({"production": hanging_server}, checker.CONFIG)
+    production = rounds["production"]
+    assert len(production.probes) == 4
+    assert production.error_rate == 100.0
+    assert production.failed
+    assert production.summary()["failures"] == {"read timeout": 4}
+
+
+def test_p95_is_nearest_rank(checker: ModuleType) -> None:
+    assert checker.p95([]) == 0.0
+    assert checker.p95([5.0]) == 5.0
+    assert checker.p95([float(v) for v in range(1, 101)]) == 95.0
+
+
+# --------------------------------------------------------------------------------------------- scheduled runs
+@dataclass
+class Harness:
+    """moto + the CodeDeploy stand-in with the deployment group, the sample app healthy and unhealthy."""
+
+    service: CodeDeployService
+    load: Callable[[str, dict[str, str]], ModuleType]
+    event: Callable[[str], Any]
+    context: Callable[..., Any]
+    healthy: str
+    unhealthy: str
+
+    def function(self, production_url: str, test_url: str, **extra: str) -> ModuleType:
+        return self.load("health_check", base_env(production_url, test_url, **extra))
+
+
+@pytest.fixture
+def harness(
+    group: CodeDeployService,
+    load_lambda: Callable[[str, dict[str, str]], ModuleType],
+    load_event: Callable[[str], Any],
+    make_lambda_context: Callable[..., Any],
+    sample_app: Callable[..., str],
+) -> Harness:
+    return Harness(
+        group,
+        load_lambda,
+        load_event,
+        make_lambda_context,
+        sample_app(),
+        sample_app(FAULT_HEALTH_FAIL="true"),
+    )
+
+
+def test_scheduled_run_publishes_healthy_production_metrics(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    module = harness.function(harness.healthy, harness.unhealthy)
+    result = module.lambda_handler(harness.event("eventbridge-scheduled"), harness.context())
+    assert result == {"trigger": "schedule", "verdict": "healthy", "deploymentId": None}
+    dims = {"Service": "sample-app", "Environment": "dev"}
+    assert metric_values("HealthCheckFailed", **dims) == [0.0]
+    assert metric_values("HealthCheckFailed", **dims, Listener="production") == [0.0]
+    assert metric_values("ErrorRate", **dims, Listener="production") == [0.0]
+    assert len(metric_values("LatencyP95", **dims, Listener="production")) == 1
+    assert metric_values("HealthCheckFailed", **dims, Listener="test") == []
+    [line] = [d for d in decisions(caplog) if d["decision"] == "scheduled health check"]
+    assert line["verdict"] == "healthy"
+    assert line["rounds"][0]["probes"] == 4
+
+
+def test_scheduled_run_reports_unhealthy_production_and_probes_test_during_a_deployment(
+    harness: Harness,
+) -> None:
+    in_flight = harness.service.seed_deployment(APP, GROUP, "version: 0.0 # v2", status="InProgress")
+    module = harness.function(harness.unhealthy, harness.healthy)
+    result = module.lambda_handler(harness.event("eventbridge-scheduled"), harness.context())
+    assert result == {"trigger": "schedule", "verdict": "unhealthy", "deploymentId": in_flight}
+    dims = {"Service": "sample-app", "Environment": "dev"}
+    assert metric_values("HealthCheckFailed", **dims) == [1.0]
+    assert metric_values("ErrorRate", **dims, Listener="production") == [100.0]
+    assert metric_values("HealthCheckFailed", **dims, Listener="test") == [0.0]
+
+
+# --------------------------------------------------------------------------------------------- lifecycle hook
+def test_hook_answers_succeeded_for_a_healthy_replacement(harness: Harness) -> None:
+    event = harness.event("codedeploy-lifecycle-hook")
+    deployment_id = hook_deployment(harness.service, event)
+    module = harness.function(harness.healthy, harness.healthy)
+    result = module.lambda_handler(event, harness.context())
+    assert result["status"] == "Succeeded"
+    assert result["answered"]
+    assert harness.service.hook_status(event["LifecycleEventHookExecutionId"]) == "Succeeded"
+    assert harness.service.get(deployment_id)["status"] == "InProgress"
+    dims = {"Service": "sample-app", "Environment": "dev"}
+    assert metric_values("HealthCheckFailed", **dims, Listener="test") == [0.0]
+
+
+def test_hook_answers_failed_for_an_unhealthy_replacement_and_codedeploy_rolls_back(harness: Harness) -> None:
+    event = harness.event("codedeploy-lifecycle-hook")
+    deployment_id = hook_deployment(harness.service, event)
+    module = harness.function(harness.healthy, harness.unhealthy)
+    result = module.lambda_handler(event, harness.context())
+    assert result["status"] == "Failed"
+    assert result["reason"] == "2 of 2 validation rounds failed"
+    deployment = harness.service.get(deployment_id)
+    assert deployment["status"] == "Failed"
+    assert deployment["errorInformation"]["code"] == "HOOK_EXECUTION_FAILURE"
+    rollback = harness.service.get(deployment["rollbackInfo"]["rollbackDeploymentId"])
+    assert rollback["creator"] == "codeDeployRollback"
+
+
+def test_hook_against_a_hanging_replacement_still_answers_failed_before_the_deadline(
+    harness: Harness, hanging_server: str
+) -> None:
+    event = harness.event("codedeploy-lifecycle-hook")
+    hook_deployment(harness.service, event)
+    module = harness.function(harness.healthy, hanging_server, VALIDATION_ROUNDS="5")
+    context = harness.context(timeout_ms=7000)
+    result = module.lambda_handler(event, context)
+    assert result["status"] == "Failed"
+    assert harness.service.hook_status(event["LifecycleEventHookExecutionId"]) == "Failed"
+    assert context.get_remaining_time_in_millis() > 0
+
+
+def test_hook_without_time_left_answers_failed_at_once(harness: Harness) -> None:
+    event = harness.event("codedeploy-lifecycle-hook")
+    hook_deployment(harness.service, event)
+    module = harness.function(harness.healthy, harness.healthy)
+    result = module.lambda_handler(event, harness.context(timeout_ms=3000))
+    assert result["status"] == "Failed"
+    assert result["reason"] == "no time left to validate the replacement"
+    assert harness.service.hook_status(event["LifecycleEventHookExecutionId"]) == "Failed"
+
+
+def test_hook_answers_failed_on_its_own_error(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    event = harness.event("codedeploy-lifecycle-hook")
+    hook_deployment(harness.service, event)
+    module = harness.function(harness.healthy, harness.healthy)
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("probe machinery broke")
+
+    monkeypatch.setattr(module, "probe_round", broken)
+    result = module.lambda_handler(event, harness.context())
+    assert result["status"] == "Failed"
+    assert "probe machinery broke" in result["reason"]
+    assert harness.service.hook_status(event["LifecycleEventHookExecutionId"]) == "Failed"
+
+
+def test_hook_for_an_unknown_execution_is_logged_not_raised(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    event = harness.event("codedeploy-lifecycle-hook")
+    harness.service.seed_deployment(
+        APP, GROUP, "v2", status="InProgress", deployment_id=event["DeploymentId"]
+    )
+    module = harness.function(harness.healthy, harness.healthy)
+    result = module.lambda_handler(event, harness.context())
+    assert result["answered"] is False
+    assert any(d["decision"] == "hook answer rejected" for d in decisions(caplog))
+
+
+def test_clients_use_botocore_standard_retries(checker: ModuleType) -> None:
+    assert checker.CODEDEPLOY.meta.config.retries["mode"] == "standard"
+    assert checker.CLOUDWATCH.meta.config.retries["mode"] == "standard"
