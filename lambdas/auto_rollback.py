@@ -50,6 +50,7 @@ LOGGER.setLevel(logging.INFO)
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 IN_FLIGHT_STATUSES = frozenset({"Created", "Queued", "InProgress", "Baking", "Ready"})
+ALARM_STATES = frozenset({"OK", "ALARM", "INSUFFICIENT_DATA"})
 MARKER = "phoenix-auto-rollback"
 AWS_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
 BATCH_SIZE = 25
@@ -162,13 +163,20 @@ def _object(obj: Any, where: str) -> Mapping[str, Any]:
     return obj
 
 
+def _state(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = _text(obj, key, where)
+    if value not in ALARM_STATES:
+        raise MalformedEvent(f"{where}.{key} is {value[:40]!r}, not one of {', '.join(sorted(ALARM_STATES))}")
+    return value
+
+
 def _from_state_change(detail: Mapping[str, Any], source: str, where: str) -> Alarm:
     state = _object(detail.get("state"), f"{where}.state")
     previous = _object(detail.get("previousState"), f"{where}.previousState")
     return Alarm(
         name=_text(detail, "alarmName", where),
-        state=_text(state, "value", f"{where}.state"),
-        previous_state=_text(previous, "value", f"{where}.previousState"),
+        state=_state(state, "value", f"{where}.state"),
+        previous_state=_state(previous, "value", f"{where}.previousState"),
         reason=str(state.get("reason", "")),
         time=str(state.get("timestamp", "")),
         source=source,
@@ -194,8 +202,8 @@ def parse_alarms(event: Any) -> list[Alarm]:
             alarms.append(
                 Alarm(
                     name=_text(message, "AlarmName", f"{where}.Sns.Message"),
-                    state=_text(message, "NewStateValue", f"{where}.Sns.Message"),
-                    previous_state=_text(message, "OldStateValue", f"{where}.Sns.Message"),
+                    state=_state(message, "NewStateValue", f"{where}.Sns.Message"),
+                    previous_state=_state(message, "OldStateValue", f"{where}.Sns.Message"),
                     reason=str(message.get("NewStateReason", "")),
                     time=str(message.get("StateChangeTime", "")),
                     source="sns",

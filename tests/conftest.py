@@ -133,6 +133,12 @@ def import_lambda(name: str) -> ModuleType:
     return import_file(f"{name}_{uuid.uuid4().hex}", LAMBDAS_DIR / f"{name}.py")
 
 
+@pytest.fixture(scope="session")
+def lambda_importer() -> Callable[[str], ModuleType]:
+    """`lambda_importer("health_check")`: a fresh import with the current environment (any fixture scope)."""
+    return import_lambda
+
+
 @pytest.fixture
 def load_lambda(
     aws_credentials: None, monkeypatch: pytest.MonkeyPatch
