@@ -6,12 +6,12 @@ run the appspec's lifecycle hooks (AfterAllowTestTraffic: the hook Lambda is inv
 CodeDeploy waits for PutLifecycleEventHookExecutionStatus, at most the hook timeout), shift production traffic
 by the deployment configuration (canary, linear or all at once), keep the original for
 TerminationWaitTimeInMinutes, then terminate it. All along it polls the alarms of the deployment's alarm
-configuration (the group's, or the deployment's overrideAlarmConfiguration), honours StopDeployment and a
-deployment timeout. On hook failure, alarm, stop or timeout both listeners go back to the original, the
-replacement is deregistered and stopped, the status and errorInformation are what CodeDeploy reports
-(Failed/HOOK_EXECUTION_FAILURE or TIMEOUT, Stopped/ALARM_ACTIVE or MANUAL_STOP) and, when the
-AutoRollbackConfiguration asks for it, AWS's rollback deployment is recorded. Deployment-group triggers are
-published to their SNS topics.
+configuration (the group's, or the deployment's overrideAlarmConfiguration) and honours StopDeployment; the
+install, hooks and shift must end within DEPLOYMENT_TIMEOUT (the bake is not counted). On hook failure,
+alarm, stop or timeout both listeners go back to the original, the replacement is deregistered and stopped,
+the status and errorInformation are what CodeDeploy reports (Failed/HOOK_EXECUTION_FAILURE or TIMEOUT,
+Stopped/ALARM_ACTIVE or MANUAL_STOP) and, when the AutoRollbackConfiguration asks for it, AWS's rollback
+deployment is recorded. Deployment-group triggers are published to their SNS topics.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class Run:
     prod_listener: str | None = None
     test_listener: str | None = None
     replacement_tasks: list[Task] = field(default_factory=list)
+    deadline: float = float("inf")
     thread: threading.Thread | None = None
 
 
@@ -159,22 +160,16 @@ class EcsBlueGreenEngine:
             "GetDeploymentGroup",
             {"applicationName": dep["applicationName"], "deploymentGroupName": dep["deploymentGroupName"]},
         )["deploymentGroupInfo"]
-        started = time.monotonic()
-        deadline = started + self._scale.drill(self._timeout)
+        run.deadline = time.monotonic() + self._scale.drill(self._timeout)
         try:
-            self._deploy(service, run, dep, group, deadline)
+            self._deploy(service, run, dep, group)
         except Abort as abort:
             self._roll_back(service, run, dep, group, abort)
         except Exception as exc:
             self._roll_back(service, run, dep, group, Abort("Failed", "INTERNAL_ERROR", repr(exc)))
 
     def _deploy(  # noqa: PLR0915 - CodeDeploy's lifecycle, step by step
-        self,
-        service: CodeDeployService,
-        run: Run,
-        dep: dict[str, Any],
-        group: dict[str, Any],
-        deadline: float,
+        self, service: CodeDeployService, run: Run, dep: dict[str, Any], group: dict[str, Any]
     ) -> None:
         dep_id = run.deployment_id
         service.set_status(dep_id, "InProgress")
@@ -195,7 +190,7 @@ class EcsBlueGreenEngine:
         serving = sorted(forward_weights(run.prod_listener), key=lambda item: -item[1])
         run.original_tg = serving[0][0] if serving else arns[0]
         run.replacement_tg = next(arn for arn in arns if arn != run.original_tg)
-        check = self._checker(run, alarms, deadline)
+        check = self._checker(run, alarms)
         version = self._version(task_definition)
         self._emit(
             "deployment", f"{dep_id} started: {version} ({dep['deploymentConfigName']})", deployment=dep_id
@@ -239,6 +234,8 @@ class EcsBlueGreenEngine:
         for name, fn in hooks:
             if name == "AfterAllowTraffic":
                 self._hook(service, run, name, fn, check)
+        # DEPLOYMENT_TIMEOUT bounds install, hooks and the shift; the bake is TerminationWaitTimeInMinutes.
+        run.deadline = float("inf")
         bake = float(
             (
                 (group.get("blueGreenDeploymentConfiguration") or {}).get(
@@ -304,11 +301,11 @@ class EcsBlueGreenEngine:
             self._trigger(group, dep_id, "DeploymentRollback", "ROLLBACK")
 
     # ------------------------------------------------------------------ pieces
-    def _checker(self, run: Run, alarms: list[str], deadline: float) -> Callable[[], None]:
+    def _checker(self, run: Run, alarms: list[str]) -> Callable[[], None]:
         def check() -> None:
             if run.stop.is_set():
                 raise Abort("Stopped", "MANUAL_STOP", "The deployment was stopped by a user.")
-            if time.monotonic() > deadline:
+            if time.monotonic() > run.deadline:
                 raise Abort(
                     "Failed", "TIMEOUT", f"The deployment exceeded DEPLOYMENT_TIMEOUT ({self._timeout:g} s)."
                 )

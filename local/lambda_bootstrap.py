@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import sys
 import time
@@ -36,6 +37,11 @@ class Context:
 
 
 def main() -> None:
+    # As Lambda's Python runtime: a handler on the root logger writing to the function's log (here stdout);
+    # the root level stays WARNING, so only loggers the function sets lower log INFO lines.
+    handler_out = logging.StreamHandler(sys.stdout)
+    handler_out.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger().addHandler(handler_out)
     code_dir, handler_name = sys.argv[1], sys.argv[2]
     sys.path.insert(0, code_dir)
     module_name, function_name = handler_name.rsplit(".", 1)

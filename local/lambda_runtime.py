@@ -5,7 +5,8 @@ concurrency) and runs invocations in warm worker processes (local/lambda_bootstr
 environment plus the standard endpoint settings (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_CODEDEPLOY) so the handler
 reaches the stand-in through plain boto3. The context's remaining time counts down from the template's
 Timeout; an invocation that overruns it is killed ("Task timed out"). Reserved concurrency caps the workers of
-a function; further asynchronous invocations wait in its queue, as Lambda's event queue does.
+a function (default 2 warm environments per function, started with the runtime); further asynchronous
+invocations wait in its queue, as Lambda's event queue does.
 
 `Scheduler` fires the EventBridge schedule rules' events at their targets (rate scaled by the time-scale
 factor); `SnsDelivery` is SNS's fan-out: Lambda subscribers get the SNS event record, SQS subscribers the
@@ -36,7 +37,7 @@ from local.moto_server import ACCOUNT_ID, REGION, Aws
 from local.timescale import TimeScale
 
 BOOTSTRAP = Path(__file__).resolve().parent / "lambda_bootstrap.py"
-DEFAULT_CONCURRENCY = 10
+DEFAULT_CONCURRENCY = 2
 
 
 @dataclass
@@ -214,7 +215,11 @@ class LambdaRuntime:
         return env
 
     def _serve(self, fn: FunctionConfig) -> None:
-        worker: _Worker | None = None
+        # Each slot of the function's concurrency keeps one warm execution environment, started at once.
+        warm = _Worker(fn, self._env(fn), self._log)
+        with self._lock:
+            self._workers.append(warm)
+        worker: _Worker | None = warm
         q = self._queues[fn.name]
         while True:
             invocation = q.get()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class TimeScale:
     factor: float = 120.0
-    floor: float = 0.25
+    floor: float = 0.5
     epoch: float = field(default_factory=time.monotonic)
 
     def drill(self, aws_seconds: float) -> float:
