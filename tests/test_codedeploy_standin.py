@@ -1,0 +1,263 @@
+"""local/codedeploy: the CodeDeploy stand-in through real boto3 clients (botocore parses every response)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from local.codedeploy import CodeDeployServer, CodeDeployService
+
+APP = "phoenix-dev"
+GROUP = "phoenix-dev-sample-app"
+
+
+def revision(content: str) -> dict[str, Any]:
+    return {"revisionType": "AppSpecContent", "appSpecContent": {"content": content}}
+
+
+@pytest.fixture
+def client(codedeploy: CodeDeployService) -> Any:
+    cd = boto3.client("codedeploy")
+    cd.create_application(applicationName=APP, computePlatform="ECS")
+    cd.create_deployment_group(
+        applicationName=APP,
+        deploymentGroupName=GROUP,
+        serviceRoleArn="arn:aws:iam::123456789012:role/codedeploy",
+        autoRollbackConfiguration={
+            "enabled": True,
+            "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"],
+        },
+        alarmConfiguration={"enabled": True, "alarms": [{"name": "phoenix-dev-health-check-failed"}]},
+        deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+    )
+    return cd
+
+
+def test_deployment_group_and_deployment_have_aws_shapes(client: Any, codedeploy: CodeDeployService) -> None:
+    first = client.create_deployment(applicationName=APP, deploymentGroupName=GROUP, revision=revision("v1"))
+    codedeploy.set_status(first["deploymentId"], "Succeeded")
+    second = client.create_deployment(
+        applicationName=APP, deploymentGroupName=GROUP, revision=revision("v2"), description="release 2"
+    )["deploymentId"]
+    info = client.get_deployment(deploymentId=second)["deploymentInfo"]
+    assert info["status"] == "Created"
+    assert info["creator"] == "user"
+    assert info["description"] == "release 2"
+    assert info["revision"]["revisionType"] == "AppSpecContent"
+    assert len(info["revision"]["appSpecContent"]["sha256"]) == 64
+    assert info["previousRevision"]["appSpecContent"]["content"] == "v1"
+    assert isinstance(info["createTime"], datetime)
+    assert info["computePlatform"] == "ECS"
+    group = client.get_deployment_group(applicationName=APP, deploymentGroupName=GROUP)["deploymentGroupInfo"]
+    assert group["lastSuccessfulDeployment"]["deploymentId"] == first["deploymentId"]
+    assert group["lastAttemptedDeployment"]["deploymentId"] == second
+    assert group["alarmConfiguration"]["alarms"] == [{"name": "phoenix-dev-health-check-failed"}]
+    assert group["deploymentConfigName"] == "CodeDeployDefault.ECSAllAtOnce"
+
+
+def test_errors_carry_aws_codes(client: Any) -> None:
+    with pytest.raises(client.exceptions.DeploymentDoesNotExistException):
+        client.get_deployment(deploymentId="d-NOTTHERE1")
+    with pytest.raises(client.exceptions.DeploymentGroupDoesNotExistException):
+        client.get_deployment_group(applicationName=APP, deploymentGroupName="nope")
+    with pytest.raises(client.exceptions.ApplicationDoesNotExistException):
+        client.list_deployments(applicationName="nope")
+    with pytest.raises(client.exceptions.ApplicationAlreadyExistsException):
+        client.create_application(applicationName=APP, computePlatform="ECS")
+    with pytest.raises(client.exceptions.InvalidDeploymentStatusException):
+        client.list_deployments(
+            applicationName=APP, deploymentGroupName=GROUP, includeOnlyStatuses=["Sleeping"]
+        )
+
+
+def test_unknown_operation_is_refused_like_aws(codedeploy_server: CodeDeployServer, client: Any) -> None:
+    response = requests.post(
+        codedeploy_server.endpoint_url,
+        headers={
+            "X-Amz-Target": "CodeDeploy_20141006.LaunchRockets",
+            "Content-Type": "application/x-amz-json-1.1",
+        },
+        data=b"{}",
+        timeout=5,
+    )
+    assert response.status_code == 400
+    assert response.json()["__type"] == "UnknownOperationException"
+
+
+def test_one_deployment_in_flight_per_group_even_when_requested_concurrently(client: Any) -> None:
+    barrier = threading.Barrier(8)
+    created: list[str] = []
+    refused: list[str] = []
+
+    def create(index: int) -> None:
+        barrier.wait()
+        try:
+            created.append(
+                client.create_deployment(
+                    applicationName=APP, deploymentGroupName=GROUP, revision=revision(f"v{index}")
+                )["deploymentId"]
+            )
+        except client.exceptions.DeploymentLimitExceededException as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(created) == 1
+    assert len(refused) == 7
+    assert created[0] in refused[0]
+
+
+def test_list_deployments_filters_newest_first_and_pages(client: Any, codedeploy: CodeDeployService) -> None:
+    now = time.time()
+    ids = [
+        codedeploy.seed_deployment(APP, GROUP, f"v{i}", create_time=now - 1000 + i, status="Succeeded")
+        for i in range(104)
+    ]
+    in_flight = codedeploy.seed_deployment(APP, GROUP, "v-new", create_time=now, status="InProgress")
+    page = client.list_deployments(applicationName=APP, deploymentGroupName=GROUP)
+    assert page["deployments"][:2] == [in_flight, ids[-1]]
+    assert len(page["deployments"]) == 100
+    rest = client.list_deployments(
+        applicationName=APP, deploymentGroupName=GROUP, nextToken=page["nextToken"]
+    )
+    assert rest["deployments"] == list(reversed(ids[:5]))
+    assert "nextToken" not in rest
+    only = client.list_deployments(
+        applicationName=APP, deploymentGroupName=GROUP, includeOnlyStatuses=["InProgress", "Ready"]
+    )
+    assert only["deployments"] == [in_flight]
+    recent = client.list_deployments(
+        applicationName=APP,
+        deploymentGroupName=GROUP,
+        createTimeRange={
+            "start": datetime.fromtimestamp(now - 898.5, UTC),
+            "end": datetime.fromtimestamp(now - 1, UTC),
+        },
+    )
+    assert recent["deployments"] == list(reversed(ids[102:]))
+
+
+def test_stop_with_auto_rollback_creates_the_rollback_deployment(
+    client: Any, codedeploy: CodeDeployService
+) -> None:
+    good = codedeploy.seed_deployment(APP, GROUP, "v1", create_time=time.time() - 100)
+    bad = client.create_deployment(applicationName=APP, deploymentGroupName=GROUP, revision=revision("v2"))[
+        "deploymentId"
+    ]
+    answer = client.stop_deployment(deploymentId=bad, autoRollbackEnabled=True)
+    assert answer["status"] == "Succeeded"
+    stopped = client.get_deployment(deploymentId=bad)["deploymentInfo"]
+    assert stopped["status"] == "Stopped"
+    rollback_id = stopped["rollbackInfo"]["rollbackDeploymentId"]
+    [rollback] = client.batch_get_deployments(deploymentIds=[rollback_id, "d-NOTTHERE1"])["deploymentsInfo"]
+    assert rollback["creator"] == "codeDeployRollback"
+    assert rollback["rollbackInfo"]["rollbackTriggeringDeploymentId"] == bad
+    assert rollback["revision"]["appSpecContent"]["content"] == "v1"
+    assert rollback["revision"] == codedeploy.get(good)["revision"]
+    with pytest.raises(client.exceptions.DeploymentAlreadyCompletedException):
+        client.stop_deployment(deploymentId=bad, autoRollbackEnabled=True)
+
+
+def test_stop_without_an_earlier_success_only_says_why(client: Any) -> None:
+    only = client.create_deployment(applicationName=APP, deploymentGroupName=GROUP, revision=revision("v1"))[
+        "deploymentId"
+    ]
+    client.stop_deployment(deploymentId=only, autoRollbackEnabled=True)
+    info = client.get_deployment(deploymentId=only)["deploymentInfo"]
+    assert info["status"] == "Stopped"
+    assert "rollbackDeploymentId" not in info["rollbackInfo"]
+    assert "no previous successful deployment" in info["rollbackInfo"]["rollbackMessage"]
+
+
+def test_lifecycle_hook_answers_are_checked_and_a_failed_hook_rolls_back(
+    client: Any, codedeploy: CodeDeployService
+) -> None:
+    codedeploy.seed_deployment(APP, GROUP, "v1", create_time=time.time() - 100)
+    deployment = client.create_deployment(
+        applicationName=APP, deploymentGroupName=GROUP, revision=revision("v2")
+    )["deploymentId"]
+    codedeploy.set_status(deployment, "InProgress")
+    hook = codedeploy.register_hook(deployment, "AfterAllowTestTraffic")
+    with pytest.raises(client.exceptions.InvalidLifecycleEventHookExecutionIdException):
+        client.put_lifecycle_event_hook_execution_status(
+            deploymentId=deployment, lifecycleEventHookExecutionId="not-a-hook", status="Succeeded"
+        )
+    with pytest.raises(client.exceptions.InvalidLifecycleEventHookExecutionStatusException):
+        client.put_lifecycle_event_hook_execution_status(
+            deploymentId=deployment, lifecycleEventHookExecutionId=hook, status="Pending"
+        )
+    answer = client.put_lifecycle_event_hook_execution_status(
+        deploymentId=deployment, lifecycleEventHookExecutionId=hook, status="Failed"
+    )
+    assert answer["lifecycleEventHookExecutionId"] == hook
+    info = client.get_deployment(deploymentId=deployment)["deploymentInfo"]
+    assert info["status"] == "Failed"
+    assert info["errorInformation"]["code"] == "HOOK_EXECUTION_FAILURE"
+    assert (
+        client.get_deployment(deploymentId=info["rollbackInfo"]["rollbackDeploymentId"])["deploymentInfo"][
+            "creator"
+        ]
+        == "codeDeployRollback"
+    )
+    with pytest.raises(client.exceptions.LifecycleEventAlreadyCompletedException):
+        client.put_lifecycle_event_hook_execution_status(
+            deploymentId=deployment, lifecycleEventHookExecutionId=hook, status="Succeeded"
+        )
+
+
+class RecordingEngine:
+    """A DeploymentEngine that records its calls and starts deployments (calling back into the service)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    def on_created(self, service: CodeDeployService, deployment_id: str) -> None:
+        self.calls.append(("created", deployment_id))
+        service.set_status(deployment_id, "InProgress")
+
+    def on_stop(self, service: CodeDeployService, deployment_id: str, auto_rollback: bool) -> None:
+        self.calls.append(("stop", deployment_id, str(auto_rollback)))
+
+    def on_hook_status(
+        self, service: CodeDeployService, deployment_id: str, execution_id: str, status: str
+    ) -> None:
+        self.calls.append(("hook", deployment_id, execution_id, status))
+
+
+def test_an_engine_drives_the_lifecycle_and_hears_each_stop_once(
+    codedeploy_server: CodeDeployServer, client: Any
+) -> None:
+    engine = RecordingEngine()
+    service = codedeploy_server.use(CodeDeployService(engine=engine))
+    service.call("CreateApplication", {"applicationName": APP, "computePlatform": "ECS"})
+    service.call(
+        "CreateDeploymentGroup",
+        {"applicationName": APP, "deploymentGroupName": GROUP, "serviceRoleArn": "arn:aws:iam::1:role/x"},
+    )
+    deployment = client.create_deployment(
+        applicationName=APP, deploymentGroupName=GROUP, revision=revision("v1")
+    )["deploymentId"]
+    assert client.get_deployment(deploymentId=deployment)["deploymentInfo"]["status"] == "InProgress"
+    hook = service.register_hook(deployment, "AfterAllowTestTraffic")
+    client.put_lifecycle_event_hook_execution_status(
+        deploymentId=deployment, lifecycleEventHookExecutionId=hook, status="Failed"
+    )
+    assert client.get_deployment(deploymentId=deployment)["deploymentInfo"]["status"] == "InProgress"
+    for _ in range(2):
+        assert (
+            client.stop_deployment(deploymentId=deployment, autoRollbackEnabled=True)["status"] == "Pending"
+        )
+    assert engine.calls == [
+        ("created", deployment),
+        ("hook", deployment, hook, "Failed"),
+        ("stop", deployment, "True"),
+    ]
