@@ -85,6 +85,30 @@ push: ## Push the image to ECR unless that tag is already there
 deploy-artifacts: ## Write imageDetail.json, taskdef.json and appspec.yml for CodeDeployToECS into build/deploy
 	IMAGE_URI=$(IMAGE_URI) APP_VERSION=$(IMAGE_TAG) $(PYTHON) pipeline-config/render.py build/deploy
 
+# ---- AWS: Lambda packages and the three stacks (README "AWS set-up"; scripts/deploy.py documents the variables)
+LAMBDA_ZIPS := build/health_check.zip build/auto_rollback.zip
+LAMBDA_DEPS := build/lambda-deps
+
+# Requirements are installed for the Lambda runtime (python3.12, x86_64), not for this machine; boto3 comes
+# from the runtime. The zips are reproducible: same sources, same bytes, same S3 key in `make deploy`.
+$(LAMBDA_ZIPS) &: lambdas/health_check.py lambdas/auto_rollback.py lambdas/requirements.txt scripts/deploy.py | $(BIN)/.installed
+	rm -rf $(LAMBDA_DEPS)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+	  --platform manylinux2014_x86_64 --implementation cp --python-version 3.12 \
+	  --target $(LAMBDA_DEPS) -r lambdas/requirements.txt
+	$(BIN)/python scripts/deploy.py package $(LAMBDA_DEPS) build
+
+.PHONY: package
+package: $(LAMBDA_ZIPS) ## Build build/health_check.zip and build/auto_rollback.zip (code + lambdas/requirements.txt)
+
+.PHONY: deploy
+deploy: package ## Create or update the three stacks in the README's order (AWS_ENDPOINT_URL honoured)
+	$(BIN)/python scripts/deploy.py deploy
+
+.PHONY: destroy
+destroy: | $(BIN)/.installed ## Delete the three stacks in reverse order (PURGE=true: also ECR repo and artifact bucket)
+	$(BIN)/python scripts/deploy.py destroy
+
 .PHONY: clean
 clean: ## Remove build output and caches (keeps the virtualenvs)
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis
