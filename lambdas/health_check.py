@@ -152,7 +152,7 @@ def load_config(env: Mapping[str, str]) -> Config:
     health_path = env.get("HEALTH_PATH", "/health").strip() or "/health"
     if not health_path.startswith("/"):
         raise ConfigError(f"HEALTH_PATH must start with '/', got {health_path!r}")
-    return Config(
+    config = Config(
         environment=environment,
         service_name=env.get("SERVICE_NAME", "").strip() or "sample-app",
         health_check_interval=_integer(env, "HEALTH_CHECK_INTERVAL", 60, minimum=10),
@@ -172,6 +172,12 @@ def load_config(env: Mapping[str, str]) -> Config:
         validation_rounds=_integer(env, "VALIDATION_ROUNDS", 3, minimum=1, maximum=100),
         validation_interval_seconds=_number(env, "VALIDATION_INTERVAL_SECONDS", 10.0, minimum=0, maximum=300),
     )
+    if config.probe_connect_timeout + config.probe_read_timeout >= config.health_check_interval:
+        raise ConfigError(
+            "PROBE_CONNECT_TIMEOUT + PROBE_READ_TIMEOUT must stay below HEALTH_CHECK_INTERVAL "
+            f"({config.health_check_interval} s) so that a scheduled run ends before the next one starts"
+        )
+    return config
 
 
 def log(decision: str, level: int = logging.INFO, **fields: Any) -> None:

@@ -109,6 +109,7 @@ def decisions(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
         ("PROBE_COUNT", "three", "PROBE_COUNT must be a whole number"),
         ("MAX_ERROR_RATE", "150", "MAX_ERROR_RATE must be a number"),
         ("HEALTH_CHECK_INTERVAL", "-5", "HEALTH_CHECK_INTERVAL must be a whole number"),
+        ("PROBE_READ_TIMEOUT", "60", "PROBE_CONNECT_TIMEOUT + PROBE_READ_TIMEOUT must stay below"),
     ],
 )
 def test_bad_configuration_names_the_variable(
