@@ -76,6 +76,7 @@ class Run:
     test_listener: str | None = None
     replacement_tasks: list[Task] = field(default_factory=list)
     deadline: float = float("inf")
+    routed: bool = False
     thread: threading.Thread | None = None
 
 
@@ -210,6 +211,7 @@ class EcsBlueGreenEngine:
             "install", f"replacement task set {version}: {count} task(s) registered", deployment=dep_id
         )
         check()
+        run.routed = True
         if run.test_listener:
             self._route(run.test_listener, run.original_tg, run.replacement_tg, 100)
             self._emit(
@@ -273,7 +275,7 @@ class EcsBlueGreenEngine:
             deployment=dep_id,
             code=abort.code,
         )
-        if run.prod_listener and run.original_tg and run.replacement_tg:
+        if run.routed and run.prod_listener and run.original_tg and run.replacement_tg:
             self._route(run.prod_listener, run.original_tg, run.replacement_tg, 0)
             if run.test_listener:
                 self._route(run.test_listener, run.original_tg, run.replacement_tg, 0)

@@ -95,6 +95,7 @@ class World:
         self._events_lock = threading.Lock()
         self._exit = ExitStack()
         self._release = 0
+        self.user_timeout = 1.0
         self._render = _render_module()
 
     # ------------------------------------------------------------------ timeline
@@ -222,7 +223,7 @@ class World:
                 self.lb_arn,
                 {80: self.prod_listener, 8080: self.test_listener},
                 metric_period=self.scale.drill(60),
-                idle_timeout=self.scale.network(60),
+                idle_timeout=max(self.scale.network(60), 2 * self.user_timeout),
             )
         )
         self.production_url = self.alb.url(80)
