@@ -116,3 +116,11 @@ clean: ## Remove build output and caches (keeps the virtualenvs)
 .PHONY: distclean
 distclean: clean ## Also remove the virtualenvs
 	rm -rf $(VENV) $(CHECKOV_VENV)
+
+.PHONY: demo
+demo: $(BIN)/.installed ## The self-healing pipeline offline, measured: all scenarios, or SCENARIO=name
+	$(BIN)/python -m local.drill --scenario $(or $(SCENARIO),all)
+
+.PHONY: bench
+bench: $(BIN)/.installed ## Each drill scenario RUNS times (default 3), medians, next to the spec's literal rule
+	$(BIN)/python -m local.bench --runs $(or $(RUNS),3)

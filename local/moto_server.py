@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import urllib.request
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -76,6 +77,9 @@ def moto_server(extra_env: Mapping[str, str] | None = None) -> Iterator[Aws]:
     """Run moto on a free loopback port for the duration of the block; backends are reset on exit."""
     _clean_env()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    # moto's CloudFormation names every resource type it skips; local/aws.py says what it creates instead.
+    logging.getLogger("moto.cloudformation.parsing").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
     for key, value in (extra_env or {}).items():
         os.environ[key] = value
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
