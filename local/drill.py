@@ -388,7 +388,7 @@ def check(scenario: Scenario, r: dict[str, Any], version: str) -> list[str]:  # 
         if r["serving_after"] != version:
             problems.append(f"serving {r['serving_after']} after, expected {version}")
         if users["failed"] or users["timed_out"]:
-            problems.append("user requests failed")
+            problems.append(f"user requests failed: {users['by_version']}")
         if "SUCCESS" not in notes:
             problems.append("no success notification")
     elif scenario.name == "broken-health":
@@ -400,7 +400,7 @@ def check(scenario: Scenario, r: dict[str, Any], version: str) -> list[str]:  # 
         if r["production_traffic_reached_release"] or version in users["by_version"]:
             problems.append("the release received production traffic")
         if users["failed"] or users["timed_out"]:
-            problems.append("user requests failed")
+            problems.append(f"user requests failed: {users['by_version']}")
         if "FAILED" not in notes and "ROLLBACK" not in notes:
             problems.append("no failure notification")
     elif scenario.name in ("bad-under-traffic", "hanging"):

@@ -74,7 +74,8 @@ def _clean_env() -> None:
 
 @contextmanager
 def moto_server(extra_env: Mapping[str, str] | None = None) -> Iterator[Aws]:
-    """Run moto on a free loopback port for the duration of the block; backends are reset on exit."""
+    """Run moto on a free loopback port for the duration of the block; backends and environment are reset."""
+    saved = dict(os.environ)
     _clean_env()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     # moto's CloudFormation names every resource type it skips; local/aws.py says what it creates instead.
@@ -95,3 +96,5 @@ def moto_server(extra_env: Mapping[str, str] | None = None) -> Iterator[Aws]:
             ).close()
         finally:
             server.stop()
+            os.environ.clear()
+            os.environ.update(saved)

@@ -10,7 +10,6 @@ import importlib.util
 import io
 import json
 import math
-import os
 import tempfile
 import threading
 import time
@@ -95,7 +94,7 @@ class World:
         self._events_lock = threading.Lock()
         self._exit = ExitStack()
         self._release = 0
-        self.user_timeout = 1.0
+        self.user_timeout = 2.0
         self._render = _render_module()
 
     # ------------------------------------------------------------------ timeline
@@ -145,12 +144,11 @@ class World:
             self.engine.wait_idle(timeout=15)
         self._exit.close()
 
-    def _start(self) -> None:  # noqa: PLR0915 - the stand-in, piece by piece
+    def _start(self) -> None:
         aws = self._exit.enter_context(moto_server())
         self.service = DrillCodeDeployService(clock=time.time)
         server = self._exit.enter_context(CodeDeployServer(self.service))
         self.aws = aws.with_codedeploy(server.endpoint_url)
-        os.environ["AWS_ENDPOINT_URL_CODEDEPLOY"] = server.endpoint_url
         self.cloudwatch = self.aws.client("cloudwatch")
         self.elbv2 = self.aws.client("elbv2")
         self.ecs = self.aws.client("ecs")
