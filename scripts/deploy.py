@@ -73,11 +73,13 @@ class _TemplateLoader(yaml.SafeLoader):
 
 
 def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    """!Ref X -> {"Ref": "X"}, !Sub s -> {"Fn::Sub": s}, ... (the JSON form of the short form)."""
+    key = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
     if isinstance(node, yaml.ScalarNode):
-        return {suffix: loader.construct_scalar(node)}
+        return {key: loader.construct_scalar(node)}
     if isinstance(node, yaml.SequenceNode):
-        return {suffix: loader.construct_sequence(node, deep=True)}
-    return {suffix: loader.construct_mapping(node, deep=True)}  # type: ignore[arg-type]
+        return {key: loader.construct_sequence(node, deep=True)}
+    return {key: loader.construct_mapping(node, deep=True)}  # type: ignore[arg-type]
 
 
 _TemplateLoader.add_multi_constructor("!", _intrinsic)
@@ -284,7 +286,9 @@ def deploy(env: Mapping[str, str]) -> None:
 
 
 def destroy(env: Mapping[str, str]) -> None:
-    session = boto3.session.Session(region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None)
+    session = boto3.session.Session(
+        region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
+    )
     cfn = session.client("cloudformation")
     bucket = (
         stack_output(cfn, CLUSTER_STACK, "ArtifactBucketName") if stack_status(cfn, CLUSTER_STACK) else None

@@ -1,0 +1,284 @@
+"""The three CloudFormation templates, read as data: parameters, outputs, IAM, alarms and Lambda wiring.
+
+No AWS and no server here (tests/test_deploy_moto.py deploys them); cfn-lint and checkov run in `make test`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts import deploy
+from scripts.deploy import STACKS, check_value, env_name
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_DIR = ROOT / "cloudformation"
+TEMPLATES = [template for _, template in STACKS]
+FUNCTIONS = {"HealthCheckFunction": "health_check", "AutoRollbackFunction": "auto_rollback"}
+SPEC_VARIABLES = {
+    "ENVIRONMENT": "Environment",
+    "HEALTH_CHECK_INTERVAL": "HealthCheckInterval",
+    "ALARM_THRESHOLD": "AlarmThreshold",
+    "DEPLOYMENT_TIMEOUT": "DeploymentTimeout",
+}
+# Which stack parameter names the stack each template imports from.
+IMPORT_SOURCES = {"ClusterStackName": "ecs-cluster.yaml", "LambdaStackName": "lambda-functions.yaml"}
+IAM_TYPES = {"AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}
+_LOADED: dict[str, dict[str, Any]] = {}
+
+
+def load_template(name: str) -> dict[str, Any]:
+    """The template as data (parsed once per session; tests only read it)."""
+    if name not in _LOADED:
+        _LOADED[name] = deploy.load_template(name)
+    return _LOADED[name]
+
+
+def walk(node: Any) -> Iterator[Any]:
+    """Every dict, list and scalar under `node`."""
+    yield node
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+def references(template: dict[str, Any]) -> set[str]:
+    """Names used through Ref, ${Name} in Fn::Sub, Fn::FindInMap keys and conditions."""
+    used: set[str] = set()
+    body = {k: v for k, v in template.items() if k != "Parameters"}
+    for node in walk(body):
+        if isinstance(node, dict):
+            if isinstance(node.get("Ref"), str):
+                used.add(node["Ref"])
+            sub = node.get("Fn::Sub")
+            text = sub[0] if isinstance(sub, list) else sub
+            if isinstance(text, str):
+                used.update(name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", text))
+    return used
+
+
+def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    found = document.get("Statement", [])
+    return found if isinstance(found, list) else [found]
+
+
+def policy_documents(template: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(resource, kind, policy document) for every identity and resource policy in the template."""
+    for name, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        if resource["Type"] in IAM_TYPES:
+            for policy in props.get("Policies", []):
+                yield name, "identity", policy["PolicyDocument"]
+            if "PolicyDocument" in props:
+                yield name, "identity", props["PolicyDocument"]
+        elif "PolicyDocument" in props:
+            yield name, "resource", props["PolicyDocument"]
+        elif "KeyPolicy" in props:
+            yield name, "key", props["KeyPolicy"]
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    found = statement.get("Action", [])
+    return [found] if isinstance(found, str) else list(found)
+
+
+@pytest.fixture(scope="module", params=TEMPLATES)
+def template(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    return request.param, load_template(request.param)
+
+
+def test_every_parameter_is_used(template: tuple[str, dict[str, Any]]) -> None:
+    name, body = template
+    unused = set(body["Parameters"]) - references(body)
+    assert not unused, f"{name}: parameters nothing refers to: {sorted(unused)}"
+
+
+def test_every_parameter_is_constrained_and_its_default_passes(template: tuple[str, dict[str, Any]]) -> None:
+    name, body = template
+    for parameter, spec in body["Parameters"].items():
+        assert spec.get("Description"), f"{name}: {parameter} has no Description"
+        assert {"AllowedValues", "AllowedPattern", "MinValue"} & set(spec), (
+            f"{name}: {parameter} is unconstrained"
+        )
+        assert spec.get("ConstraintDescription"), f"{name}: {parameter} has no ConstraintDescription"
+        if "Default" in spec:
+            assert check_value(parameter, spec, str(spec["Default"])) is None, f"{name}: {parameter} default"
+
+
+def test_the_spec_parameters_exist_with_the_spec_defaults() -> None:
+    parameters = load_template("lambda-functions.yaml")["Parameters"]
+    assert {k: str(parameters[v]["Default"]) for k, v in SPEC_VARIABLES.items()} == {
+        "ENVIRONMENT": "dev",
+        "HEALTH_CHECK_INTERVAL": "60",
+        "ALARM_THRESHOLD": "2",
+        "DEPLOYMENT_TIMEOUT": "900",
+    }
+    assert env_name("GitHubConnectionArn") == "GITHUB_CONNECTION_ARN"
+    assert env_name("HealthCheckInterval") == "HEALTH_CHECK_INTERVAL"
+
+
+def test_every_output_is_described_derived_and_exported_under_the_stack_name(
+    template: tuple[str, dict[str, Any]],
+) -> None:
+    name, body = template
+    for key, output in body["Outputs"].items():
+        assert output.get("Description"), f"{name}: output {key} has no Description"
+        value = output["Value"]
+        assert isinstance(value, dict), f"{name}: output {key} is a constant, not derived from the stack"
+        if "Fn::Sub" in value:
+            assert "${" in str(value["Fn::Sub"]), f"{name}: output {key} is a constant string"
+        if "Export" in output:
+            assert output["Export"]["Name"] == {"Fn::Sub": f"${{AWS::StackName}}-{key}"}, (
+                f"{name}: {key} export"
+            )
+
+
+def test_every_import_names_an_export_of_the_stack_it_comes_from(
+    template: tuple[str, dict[str, Any]],
+) -> None:
+    name, body = template
+    imports = [
+        node["Fn::ImportValue"]
+        for node in walk(body["Resources"])
+        if isinstance(node, dict) and "Fn::ImportValue" in node
+    ]
+    for imported in imports:
+        assert isinstance(imported, dict), f"{name}: use the long form Fn::ImportValue: !Sub ..."
+        match = re.fullmatch(r"\$\{(\w+)\}-(\w+)", imported["Fn::Sub"])
+        assert match, f"{name}: import {imported} is not ${{<StackParameter>}}-<Output>"
+        source = load_template(IMPORT_SOURCES[match.group(1)])
+        assert "Export" in source["Outputs"].get(match.group(2), {}), (
+            f"{name}: {match.group(2)} is not exported"
+        )
+
+
+def test_no_allow_statement_has_a_wildcard_action(template: tuple[str, dict[str, Any]]) -> None:
+    name, body = template
+    for resource, kind, document in policy_documents(body):
+        for statement in statements(document):
+            wildcards = [a for a in actions(statement) if "*" in a]
+            if statement["Effect"] == "Deny" or not wildcards:
+                continue  # denying broadly (e.g. every non-TLS request) is the safe direction
+            # The one exception: a key policy's delegation of the key to the account's IAM (AWS's default).
+            root = {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+            assert kind == "key", f"{name}: {resource} allows {wildcards}"
+            assert statement.get("Principal") == root, f"{name}: {resource} allows {wildcards}"
+            assert wildcards == ["kms:*"]
+
+
+def test_identity_policies_use_resource_star_only_where_needed_and_say_why(
+    template: tuple[str, dict[str, Any]],
+) -> None:
+    name, _ = template
+    lines = (TEMPLATE_DIR / name).read_text().splitlines()
+    for number, line in enumerate(lines):
+        if re.fullmatch(r'\s*Resource: "\*"', line):
+            above = lines[number - 1].strip()
+            assert above.startswith("#"), f'{name}:{number + 1}: Resource "*" without a comment saying why'
+
+
+def test_every_alarm_explains_its_missing_data_choice() -> None:
+    name = "lambda-functions.yaml"
+    body = load_template(name)
+    alarms = [k for k, v in body["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"]
+    assert len(alarms) == 6
+    lines = (TEMPLATE_DIR / name).read_text().splitlines()
+    treat = [n for n, line in enumerate(lines) if line.strip().startswith("TreatMissingData:")]
+    assert len(treat) == len(alarms)
+    for number in treat:
+        assert lines[number - 1].strip().startswith("#"), f"{name}:{number + 1}: TreatMissingData unexplained"
+
+
+def test_the_health_alarm_follows_the_spec_parameters() -> None:
+    alarm = load_template("lambda-functions.yaml")["Resources"]["HealthCheckFailedAlarm"]["Properties"]
+    assert alarm["Namespace"] == "Phoenix/Deployments"
+    assert alarm["MetricName"] == "HealthCheckFailed"
+    assert alarm["Period"] == {"Ref": "HealthCheckInterval"}
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == {"Ref": "AlarmThreshold"}
+    assert alarm["Statistic"] == "Maximum"
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+
+
+def test_the_schedule_has_a_rate_for_every_allowed_interval() -> None:
+    body = load_template("lambda-functions.yaml")
+    allowed = body["Parameters"]["HealthCheckInterval"]["AllowedValues"]
+    for seconds in allowed:
+        rate = body["Mappings"]["Schedule"][seconds]["Rate"]
+        minutes = int(seconds) // 60
+        assert rate == f"rate({minutes} minute{'s' if minutes > 1 else ''})"
+
+
+def lambda_variables(module: str) -> set[str]:
+    """The environment variables a Lambda module reads (its load_config)."""
+    source = (ROOT / "lambdas" / f"{module}.py").read_text()
+    return set(re.findall(r'env(?:\.get)?\(?\s*(?:env,\s*)?"([A-Z][A-Z0-9_]+)"', source)) | set(
+        re.findall(r'_(?:required|integer|number|url)\(env, "([A-Z][A-Z0-9_]+)"', source)
+    )
+
+
+@pytest.mark.parametrize(("resource", "module"), FUNCTIONS.items())
+def test_each_function_gets_every_variable_its_module_reads(resource: str, module: str) -> None:
+    function = load_template("lambda-functions.yaml")["Resources"][resource]["Properties"]
+    variables = function["Environment"]["Variables"]
+    read = lambda_variables(module)
+    assert set(SPEC_VARIABLES) <= read
+    assert read - set(variables) == set(), f"{module}: variables the template does not set"
+    assert set(variables) - read == set(), f"{module}: variables the module does not read"
+    assert function["Handler"] == f"{module}.lambda_handler"
+    assert function["Runtime"] in ("python3.12", "python3.13")
+
+
+def test_the_auto_rollback_function_is_serialised_and_has_a_dead_letter_queue() -> None:
+    resources = load_template("lambda-functions.yaml")["Resources"]
+    function = resources["AutoRollbackFunction"]["Properties"]
+    assert function["ReservedConcurrentExecutions"] == 1
+    assert function["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": "DeadLetterQueue.Arn"}}
+    assert resources["DeadLetterQueue"]["Properties"]["KmsMasterKeyId"]
+    subscription = resources["AutoRollbackSubscription"]["Properties"]
+    assert subscription["TopicArn"] == {"Ref": "AlarmsTopic"}
+
+
+def test_codedeploy_may_invoke_the_hook_and_the_hook_may_answer() -> None:
+    cicd = load_template("cicd-pipeline.yaml")["Resources"]
+    invoke = [
+        s
+        for p in cicd["DeployRole"]["Properties"]["Policies"]
+        for s in statements(p["PolicyDocument"])
+        if "lambda:InvokeFunction" in actions(s)
+    ]
+    assert invoke == [
+        {
+            "Effect": "Allow",
+            "Action": ["lambda:InvokeFunction"],
+            "Resource": {"Fn::ImportValue": {"Fn::Sub": "${LambdaStackName}-HealthCheckFunctionArn"}},
+        }
+    ]
+    role = load_template("lambda-functions.yaml")["Resources"]["HealthCheckRole"]["Properties"]
+    granted = {a for p in role["Policies"] for s in statements(p["PolicyDocument"]) for a in actions(s)}
+    assert "codedeploy:PutLifecycleEventHookExecutionStatus" in granted
+
+
+def test_the_deployment_group_rolls_back_on_failure_and_on_every_health_alarm() -> None:
+    group = load_template("cicd-pipeline.yaml")["Resources"]["DeploymentGroup"]["Properties"]
+    assert group["AutoRollbackConfiguration"] == {
+        "Enabled": True,
+        "Events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"],
+    }
+    alarm_exports = {a["Name"]["Fn::ImportValue"]["Fn::Sub"] for a in group["AlarmConfiguration"]["Alarms"]}
+    lambda_outputs = load_template("lambda-functions.yaml")["Outputs"]
+    expected = {f"${{LambdaStackName}}-{k}" for k in lambda_outputs if k.endswith("AlarmName")}
+    assert alarm_exports == expected
+    assert len(expected) == 5
+    config = group["BlueGreenDeploymentConfiguration"]["TerminateBlueInstancesOnDeploymentSuccess"]
+    assert config["TerminationWaitTimeInMinutes"] == {"Ref": "TerminationWaitTimeInMinutes"}
+    assert group["DeploymentStyle"] == {
+        "DeploymentType": "BLUE_GREEN",
+        "DeploymentOption": "WITH_TRAFFIC_CONTROL",
+    }
