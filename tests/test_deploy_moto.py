@@ -1,0 +1,399 @@
+"""The README's AWS set-up, `make deploy` and `make destroy`, run for real against one embedded moto server.
+
+- The README test extracts the fenced `bash` blocks between `<!-- aws-setup:start -->` and
+  `<!-- aws-setup:end -->` from README.md itself (blocks marked `<!-- by-hand -->` are skipped: the GitHub
+  connection and the push), and runs them in order in one bash, with the real AWS CLI pointed at the server by
+  `--endpoint-url`. README and test cannot drift: changing a command changes what is tested.
+- `make deploy` / `make destroy` get only AWS_ENDPOINT_URL (boto3's standard setting) and run in other regions
+  of the same server, so the flows do not see each other's stacks.
+
+moto skips what it does not implement (CodeDeploy, CodePipeline, CodeBuild, alarms, SNS subscriptions, bucket
+and topic policies); everything else is asserted as created. One gap is filled here rather than bent around in
+the templates: moto cannot delete a CloudFormation-created route table, so its VPC could never be deleted; the
+fixture teaches moto to delete it, as AWS does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.route_tables import RouteTable
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+AWS_CLI = ROOT / ".venv" / "bin" / "aws"
+ACCOUNT = "123456789012"
+CONNECTION_ARN = (
+    f"arn:aws:codestar-connections:us-east-1:{ACCOUNT}:connection/0e1d2c3b-aaaa-bbbb-cccc-000000000001"
+)
+SPEC_DEFAULTS = {
+    "ENVIRONMENT": "dev",
+    "HEALTH_CHECK_INTERVAL": "60",
+    "ALARM_THRESHOLD": "2",
+    "DEPLOYMENT_TIMEOUT": "900",
+}
+STACK_NAMES = {"ecs-cluster-stack", "lambda-functions-stack", "cicd-pipeline-stack"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _delete_route_table(
+    cls: type[RouteTable], resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+) -> None:
+    """What CloudFormation does on AWS when it deletes a stack's route table (moto 5.2.5 lacks it)."""
+    backend = ec2_backends[account_id][region_name]
+    table = backend.get_route_table(resource_name)
+    table._associations.clear()  # the subnet associations went with their (already deleted) subnets
+    backend.delete_route_table(resource_name)
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            RouteTable, "delete_from_cloudformation_json", classmethod(_delete_route_table), raising=False
+        )
+        port = _free_port()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.stop()
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """A clean environment: test credentials, nothing from the developer's AWS configuration."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        PYTHONWARNINGS="ignore",
+    )
+    env.update(extra)
+    return env
+
+
+def _client(endpoint: str, service: str, region: str) -> Any:
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
+    ).client(service, endpoint_url=endpoint)
+
+
+def readme_setup_blocks() -> list[tuple[bool, str]]:
+    """(run by this test?, commands) for each bash block of the README's AWS set-up, in order."""
+    text = README.read_text()
+    section = text.split("<!-- aws-setup:start -->", 1)[1].split("<!-- aws-setup:end -->", 1)[0]
+    blocks = re.findall(r"(<!-- by-hand -->\s*)?```bash\n(.*?)```", section, flags=re.S)
+    return [(not marker, body) for marker, body in blocks]
+
+
+def _make(target: str, endpoint: str, region: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    """`make <target>` as a user runs it, with the endpoint given the standard way."""
+    return subprocess.run(
+        ["make", "--no-print-directory", target, *(f"{k}={v}" for k, v in variables.items())],
+        cwd=ROOT,
+        env=_env(AWS_ENDPOINT_URL=endpoint, AWS_REGION=region),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _stacks(endpoint: str, region: str) -> dict[str, str]:
+    cfn = _client(endpoint, "cloudformation", region)
+    return {s["StackName"]: s["StackStatus"] for s in cfn.describe_stacks()["Stacks"]}
+
+
+def _function_env(endpoint: str, region: str, name: str) -> dict[str, str]:
+    config = _client(endpoint, "lambda", region).get_function_configuration(FunctionName=name)
+    variables: dict[str, str] = config["Environment"]["Variables"]
+    return variables
+
+
+def _load_config(module: str, variables: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The Lambda module's own configuration check, run on the environment the stack gave the function."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    spec = importlib.util.spec_from_file_location(f"deployed_{module}", ROOT / "lambdas" / f"{module}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = loaded
+    try:
+        spec.loader.exec_module(loaded)
+    finally:
+        del sys.modules[spec.name]
+    return loaded.CONFIG
+
+
+# ---------------------------------------------------------------- the README, verbatim
+@pytest.fixture(scope="module")
+def readme_deployment(endpoint: str) -> subprocess.CompletedProcess[str]:
+    """Runs the README's set-up blocks once; tests below inspect what they created (region us-east-1)."""
+    blocks = readme_setup_blocks()
+    script = "\n".join(
+        [
+            "set -euo pipefail",
+            # The real AWS CLI, pointed at the stand-in (the README's commands stay as users type them).
+            f'aws() {{ "{AWS_CLI}" --endpoint-url "{endpoint}" "$@"; }}',
+            # What step 3 (by hand: authorise a GitHub connection in the console) gives the user.
+            f"CONNECTION_ARN={CONNECTION_ARN}",
+            *(body for run, body in blocks if run),
+        ]
+    )
+    return subprocess.run(
+        ["bash", "-c", script], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_the_readme_has_the_setup_steps_and_only_the_manual_ones_are_skipped() -> None:
+    blocks = readme_setup_blocks()
+    skipped = [body for run, body in blocks if not run]
+    assert len(skipped) == 2
+    assert "codestar-connections create-connection" in skipped[0]
+    assert "git push" in skipped[1]
+    commands = "\n".join(body for run, body in blocks if run)
+    assert [m.group(1) for m in re.finditer(r"create-stack --stack-name (\S+)", commands)] == [
+        "ecs-cluster-stack",
+        "lambda-functions-stack",
+        "cicd-pipeline-stack",
+    ]
+    assert commands.count("wait stack-create-complete") == 3
+
+
+def test_the_readme_commands_create_the_three_stacks(
+    readme_deployment: subprocess.CompletedProcess[str], endpoint: str
+) -> None:
+    assert readme_deployment.returncode == 0, readme_deployment.stderr[-3000:]
+    assert _stacks(endpoint, "us-east-1") == dict.fromkeys(STACK_NAMES, "CREATE_COMPLETE")
+
+
+def test_every_imported_export_exists(
+    readme_deployment: subprocess.CompletedProcess[str], endpoint: str
+) -> None:
+    assert readme_deployment.returncode == 0
+    exports = {
+        e["Name"]: e["Value"]
+        for e in _client(endpoint, "cloudformation", "us-east-1").list_exports()["Exports"]
+    }
+    stacks = {"ClusterStackName": "ecs-cluster-stack", "LambdaStackName": "lambda-functions-stack"}
+    for template in ("lambda-functions.yaml", "cicd-pipeline.yaml"):
+        text = (ROOT / "cloudformation" / template).read_text()
+        for parameter, output in re.findall(r'Fn::ImportValue": !Sub "\$\{(\w+)\}-(\w+)"', text):
+            name = f"{stacks[parameter]}-{output}"
+            assert exports.get(name), f"{template} imports {name}, which no stack exports"
+    assert exports["ecs-cluster-stack-LoadBalancerFullName"].startswith("app/phoenix-dev-alb/")
+    assert exports["ecs-cluster-stack-BlueTargetGroupFullName"].startswith("targetgroup/phoenix-dev-blue/")
+
+
+def test_listeners_forward_to_the_blue_target_group_and_both_groups_check_health(
+    readme_deployment: subprocess.CompletedProcess[str], endpoint: str
+) -> None:
+    assert readme_deployment.returncode == 0
+    elb = _client(endpoint, "elbv2", "us-east-1")
+    (alb,) = elb.describe_load_balancers(Names=["phoenix-dev-alb"])["LoadBalancers"]
+    assert alb["Scheme"] == "internet-facing"
+    groups = {g["TargetGroupName"]: g for g in elb.describe_target_groups()["TargetGroups"]}
+    assert set(groups) == {"phoenix-dev-blue", "phoenix-dev-green"}
+    for group in groups.values():
+        assert (group["TargetType"], group["Protocol"], group["Port"]) == ("ip", "HTTP", 8080)
+        assert group["HealthCheckPath"] == "/health"
+    listeners = elb.describe_listeners(LoadBalancerArn=alb["LoadBalancerArn"])["Listeners"]
+    forward = {
+        listener["Port"]: [a["TargetGroupArn"] for a in listener["DefaultActions"] if a["Type"] == "forward"]
+        for listener in listeners
+    }
+    assert forward == {
+        80: [groups["phoenix-dev-blue"]["TargetGroupArn"]],
+        8080: [groups["phoenix-dev-blue"]["TargetGroupArn"]],
+    }
+    exports = {
+        e["Name"]: e["Value"]
+        for e in _client(endpoint, "cloudformation", "us-east-1").list_exports()["Exports"]
+    }
+    by_port = {listener["Port"]: listener["ListenerArn"] for listener in listeners}
+    assert exports["ecs-cluster-stack-ProductionListenerArn"] == by_port[80]
+    assert exports["ecs-cluster-stack-TestListenerArn"] == by_port[8080]
+
+
+def test_the_service_runs_the_first_task_definition_in_the_cluster(
+    readme_deployment: subprocess.CompletedProcess[str], endpoint: str
+) -> None:
+    assert readme_deployment.returncode == 0
+    ecs = _client(endpoint, "ecs", "us-east-1")
+    (service,) = ecs.describe_services(cluster="phoenix-dev-cluster", services=["phoenix-dev-sample-app"])[
+        "services"
+    ]
+    definition = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+    assert definition["family"] == "phoenix-dev-sample-app"
+    (container,) = definition["containerDefinitions"]
+    assert container["name"] == "sample-app"
+    assert container["image"].startswith("public.ecr.aws/")  # the placeholder: ECR is still empty
+    repository = _client(endpoint, "ecr", "us-east-1").describe_repositories(
+        repositoryNames=["phoenix-dev-sample-app"]
+    )
+    assert repository["repositories"][0]["imageTagMutability"] == "IMMUTABLE"
+
+
+@pytest.mark.parametrize(
+    ("function", "module"),
+    [("phoenix-dev-health-check", "health_check"), ("phoenix-dev-auto-rollback", "auto_rollback")],
+)
+def test_functions_carry_the_four_parameters_and_a_configuration_their_code_accepts(
+    readme_deployment: subprocess.CompletedProcess[str],
+    endpoint: str,
+    function: str,
+    module: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert readme_deployment.returncode == 0
+    variables = _function_env(endpoint, "us-east-1", function)
+    assert {k: variables[k] for k in SPEC_DEFAULTS} == SPEC_DEFAULTS
+    config = _load_config(module, variables, monkeypatch)
+    assert config.environment == "dev"
+    assert config.health_check_interval == 60
+    assert config.codedeploy_deployment_group == "phoenix-dev-sample-app"
+    code = _client(endpoint, "lambda", "us-east-1").get_function(FunctionName=function)
+    assert code["Configuration"]["Handler"] == f"{module}.lambda_handler"
+
+
+def test_the_health_check_is_scheduled_and_probes_the_stack_listeners_from_the_private_subnets(
+    readme_deployment: subprocess.CompletedProcess[str], endpoint: str
+) -> None:
+    assert readme_deployment.returncode == 0
+    variables = _function_env(endpoint, "us-east-1", "phoenix-dev-health-check")
+    exports = {
+        e["Name"]: e["Value"]
+        for e in _client(endpoint, "cloudformation", "us-east-1").list_exports()["Exports"]
+    }
+    assert variables["PRODUCTION_URL"] == exports["ecs-cluster-stack-ProductionUrl"]
+    assert variables["TEST_URL"] == exports["ecs-cluster-stack-TestUrl"]
+    assert variables["TEST_URL"].endswith(":8080")
+    config = _client(endpoint, "lambda", "us-east-1").get_function_configuration(
+        FunctionName="phoenix-dev-health-check"
+    )
+    assert sorted(config["VpcConfig"]["SubnetIds"]) == sorted(
+        exports["ecs-cluster-stack-PrivateSubnetIds"].split(",")
+    )
+    events = _client(endpoint, "events", "us-east-1")
+    rule = events.describe_rule(Name="phoenix-dev-health-check")
+    assert rule["ScheduleExpression"] == "rate(1 minute)"
+    (target,) = events.list_targets_by_rule(Rule="phoenix-dev-health-check")["Targets"]
+    assert target["Arn"] == config["FunctionArn"]
+
+
+def test_the_auto_rollback_function_is_serialised_and_knows_its_alarms_and_topic(
+    readme_deployment: subprocess.CompletedProcess[str], endpoint: str
+) -> None:
+    assert readme_deployment.returncode == 0
+    lam = _client(endpoint, "lambda", "us-east-1")
+    variables = _function_env(endpoint, "us-east-1", "phoenix-dev-auto-rollback")
+    assert variables["ALARM_NAMES"].split(",") == [
+        "phoenix-dev-health-check-failed",
+        "phoenix-dev-blue-5xx-rate",
+        "phoenix-dev-green-5xx-rate",
+        "phoenix-dev-blue-latency-p95",
+        "phoenix-dev-green-latency-p95",
+    ]
+    topics = [t["TopicArn"] for t in _client(endpoint, "sns", "us-east-1").list_topics()["Topics"]]
+    assert variables["NOTIFICATIONS_TOPIC_ARN"] in topics
+    assert any(t.endswith(":phoenix-dev-alarms") for t in topics)
+    # moto does not keep DeadLetterConfig (tests/test_templates.py checks it); the queue itself exists.
+    sqs = _client(endpoint, "sqs", "us-east-1")
+    queue = sqs.get_queue_url(QueueName="phoenix-dev-lambda-dlq")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    assert attributes["KmsMasterKeyId"] == "alias/aws/sqs"
+    assert (
+        lam.get_function_concurrency(FunctionName="phoenix-dev-auto-rollback")["ReservedConcurrentExecutions"]
+        == 1
+    )
+
+
+def test_the_lambda_code_is_in_the_cluster_stacks_artifact_bucket(
+    readme_deployment: subprocess.CompletedProcess[str], endpoint: str
+) -> None:
+    assert readme_deployment.returncode == 0
+    cfn = _client(endpoint, "cloudformation", "us-east-1")
+    outputs = {
+        o["OutputKey"]: o["OutputValue"]
+        for o in cfn.describe_stacks(StackName="ecs-cluster-stack")["Stacks"][0]["Outputs"]
+    }
+    s3 = _client(endpoint, "s3", "us-east-1")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=outputs["ArtifactBucketName"])["Contents"]}
+    assert keys == {"health_check.zip", "auto_rollback.zip"}
+    pipeline = {
+        o["OutputKey"]: o["OutputValue"]
+        for o in cfn.describe_stacks(StackName="cicd-pipeline-stack")["Stacks"][0]["Outputs"]
+    }
+    assert pipeline["ArtifactBucketName"] == outputs["ArtifactBucketName"]
+    assert pipeline["DeploymentGroupName"] == "phoenix-dev-sample-app"
+
+
+# ---------------------------------------------------------------- make deploy / make destroy
+def test_make_deploy_stops_on_wrong_or_missing_parameters_before_touching_anything(endpoint: str) -> None:
+    s3 = _client(endpoint, "s3", "eu-west-1")
+    buckets_before = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    result = _make(
+        "deploy", endpoint, "eu-west-1", ENVIRONMENT="qa", HEALTH_CHECK_INTERVAL="45", GITHUB_REPO="me/repo"
+    )
+    assert result.returncode != 0
+    assert "nothing was deployed" in result.stderr
+    assert "ENVIRONMENT='qa' is not one of dev, staging, prod" in result.stderr
+    assert "HEALTH_CHECK_INTERVAL='45' is not one of 60, 120, 180, 300, 600" in result.stderr
+    assert "GITHUB_CONNECTION_ARN is required" in result.stderr
+    assert _stacks(endpoint, "eu-west-1") == {}
+    assert {b["Name"] for b in s3.list_buckets()["Buckets"]} == buckets_before
+
+
+def test_make_deploy_then_make_destroy_against_the_endpoint(endpoint: str) -> None:
+    region = "us-west-2"
+    deployed = _make(
+        "deploy",
+        endpoint,
+        region,
+        ENVIRONMENT="staging",
+        HEALTH_CHECK_INTERVAL="120",
+        ALARM_THRESHOLD="3",
+        GITHUB_REPO="me/repo",
+        GITHUB_CONNECTION_ARN=CONNECTION_ARN,
+    )
+    assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-3000:]
+    assert _stacks(endpoint, region) == dict.fromkeys(STACK_NAMES, "CREATE_COMPLETE")
+    variables = _function_env(endpoint, region, "phoenix-staging-health-check")
+    assert {k: variables[k] for k in SPEC_DEFAULTS} == {
+        "ENVIRONMENT": "staging",
+        "HEALTH_CHECK_INTERVAL": "120",
+        "ALARM_THRESHOLD": "3",
+        "DEPLOYMENT_TIMEOUT": "900",
+    }
+    rule = _client(endpoint, "events", region).describe_rule(Name="phoenix-staging-health-check")
+    assert rule["ScheduleExpression"] == "rate(2 minutes)"
+
+    destroyed = _make("destroy", endpoint, region, ENVIRONMENT="staging", PURGE="true")
+    assert destroyed.returncode == 0, destroyed.stdout[-2000:] + destroyed.stderr[-3000:]
+    assert _stacks(endpoint, region) == {}
+    ecr = _client(endpoint, "ecr", region)
+    assert ecr.describe_repositories()["repositories"] == []
+    assert "deleted artifact bucket" in destroyed.stdout
