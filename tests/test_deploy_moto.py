@@ -31,6 +31,9 @@ from moto.ec2.models import ec2_backends
 from moto.ec2.models.route_tables import RouteTable
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+# moto says what it skips (CodeDeploy, CodePipeline, alarms, ...); the module docstring says it once.
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS:UserWarning")
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 AWS_CLI = ROOT / ".venv" / "bin" / "aws"
@@ -107,6 +110,31 @@ def readme_setup_blocks() -> list[tuple[bool, str]]:
     return [(not marker, body) for marker, body in blocks]
 
 
+def readme_block(marker: str) -> str:
+    """The one bash block between <!-- <marker>:start --> and <!-- <marker>:end -->."""
+    section = README.read_text().split(f"<!-- {marker}:start -->", 1)[1].split(f"<!-- {marker}:end -->", 1)[0]
+    bodies: list[str] = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    assert len(bodies) == 1, f"{marker}: expected one bash block"
+    return bodies[0]
+
+
+def _readme_script(endpoint: str, bodies: list[str]) -> list[str]:
+    return [
+        "bash",
+        "-c",
+        "\n".join(
+            [
+                "set -euo pipefail",
+                # The real AWS CLI, pointed at the stand-in (the README's commands stay as users type them).
+                f'aws() {{ "{AWS_CLI}" --endpoint-url "{endpoint}" "$@"; }}',
+                # What step 3 (by hand: authorise a GitHub connection in the console) gives the user.
+                f"CONNECTION_ARN={CONNECTION_ARN}",
+                *bodies,
+            ]
+        ),
+    ]
+
+
 def _make(target: str, endpoint: str, region: str, **variables: str) -> subprocess.CompletedProcess[str]:
     """`make <target>` as a user runs it, with the endpoint given the standard way."""
     return subprocess.run(
@@ -153,18 +181,9 @@ def _load_config(module: str, variables: dict[str, str], monkeypatch: pytest.Mon
 def readme_deployment(endpoint: str) -> subprocess.CompletedProcess[str]:
     """Runs the README's set-up blocks once; tests below inspect what they created (region us-east-1)."""
     blocks = readme_setup_blocks()
-    script = "\n".join(
-        [
-            "set -euo pipefail",
-            # The real AWS CLI, pointed at the stand-in (the README's commands stay as users type them).
-            f'aws() {{ "{AWS_CLI}" --endpoint-url "{endpoint}" "$@"; }}',
-            # What step 3 (by hand: authorise a GitHub connection in the console) gives the user.
-            f"CONNECTION_ARN={CONNECTION_ARN}",
-            *(body for run, body in blocks if run),
-        ]
-    )
+    script = _readme_script(endpoint, [body for run, body in blocks if run])
     return subprocess.run(
-        ["bash", "-c", script], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300, check=False
+        script, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300, check=False
     )
 
 
@@ -397,3 +416,27 @@ def test_make_deploy_then_make_destroy_against_the_endpoint(endpoint: str) -> No
     ecr = _client(endpoint, "ecr", region)
     assert ecr.describe_repositories()["repositories"] == []
     assert "deleted artifact bucket" in destroyed.stdout
+
+
+# ---------------------------------------------------------------- the README's cleanup (last: it deletes)
+def test_the_readme_cleanup_removes_the_stacks_and_what_they_retain(
+    readme_deployment: subprocess.CompletedProcess[str], endpoint: str
+) -> None:
+    assert readme_deployment.returncode == 0
+    settings = readme_setup_blocks()[0][1]  # step 0: AWS_REGION and friends
+    script = _readme_script(endpoint, [settings, readme_block("aws-cleanup")])
+    # The block's one-line python (emptying the versioned bucket) is boto3: it reads AWS_ENDPOINT_URL.
+    result = subprocess.run(
+        script,
+        cwd=ROOT,
+        env=_env(AWS_ENDPOINT_URL=endpoint),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _stacks(endpoint, "us-east-1") == {}
+    assert _client(endpoint, "ecr", "us-east-1").describe_repositories()["repositories"] == []
+    buckets = [b["Name"] for b in _client(endpoint, "s3", "us-east-1").list_buckets()["Buckets"]]
+    assert not [b for b in buckets if b.startswith("ecs-cluster-stack-artifactbucket")]
