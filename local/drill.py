@@ -80,6 +80,12 @@ SCENARIOS: dict[str, Scenario] = {
             lambda _s: {"FAULT_LATENCY_MS": "30000"},
         ),
         Scenario(
+            "noisy-healthy",
+            "Healthy but noisy release (2% of requests fail, below the 5% threshold) - bench only",
+            "promoted: no false rollback",
+            lambda _s: {"FAULT_ERROR_RATE": "0.02", "FAULT_SEED": "7"},
+        ),
+        Scenario(
             "regression-after-completion",
             "Regression after completion (the promoted release goes bad later)",
             "promoted, then the auto-rollback Lambda resurrects the previous revision as a new deployment; "
@@ -382,7 +388,10 @@ def check(scenario: Scenario, r: dict[str, Any], version: str) -> list[str]:  # 
     users = r["users"]
     notes = " ".join(n["subject"] for n in r["notifications"])
     status = r["deployment"]["status"]
-    if scenario.name == "healthy":
+    if scenario.name == "noisy-healthy":
+        if status != "Succeeded" or r["serving_after"] != version:
+            problems.append(f"deployment {status}, serving {r['serving_after']}: a false rollback")
+    elif scenario.name == "healthy":
         if status != "Succeeded":
             problems.append(f"deployment {status}, expected Succeeded")
         if r["serving_after"] != version:
@@ -465,12 +474,18 @@ def summary_table(results: list[dict[str, Any]]) -> str:
 
 
 def run(
-    names: list[str], scale: TimeScale, *, quiet: bool = False, out: Any = sys.stdout, users_count: int = 4
+    names: list[str],
+    scale: TimeScale,
+    *,
+    quiet: bool = False,
+    out: Any = sys.stdout,
+    users_count: int = 4,
+    literal: bool = False,
 ) -> dict[str, Any]:
     timeline = Timeline(scale, out=out, quiet=quiet)
     started = time.monotonic()
     results: list[dict[str, Any]] = []
-    with World(scale, on_event=timeline) as world:
+    with World(scale, on_event=timeline, literal=literal) as world:
         timeline.say(
             f"production {world.production_url}  test {world.test_url}  time scale x{scale.factor:g}"
         )

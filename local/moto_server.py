@@ -79,7 +79,7 @@ def moto_server(extra_env: Mapping[str, str] | None = None) -> Iterator[Aws]:
     _clean_env()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     # moto's CloudFormation names every resource type it skips; local/aws.py says what it creates instead.
-    logging.getLogger("moto.cloudformation.parsing").setLevel(logging.ERROR)
+    logging.getLogger("moto").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
     for key, value in (extra_env or {}).items():
         os.environ[key] = value

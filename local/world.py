@@ -21,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import yaml
+
 from local.alb import LoadBalancer, forward_weights, registered_targets
 from local.aws import ROOT, Stack, Stacks
 from local.cloudwatch_alarms import AlarmEvaluator, StateChange
@@ -64,6 +66,11 @@ class DrillCodeDeployService(CodeDeployService):
                 ]
         return result
 
+    def disable_alarm_polling(self, application: str, group: str) -> None:
+        """UpdateDeploymentGroup(alarmConfiguration.enabled=false), for the spec's literal rule."""
+        with self._lock:
+            self._groups[(application, group)].setdefault("alarmConfiguration", {})["enabled"] = False
+
 
 @dataclass
 class Event:
@@ -84,12 +91,18 @@ class World:
         deployment_config: str | None = None,
         stack_overrides: dict[str, dict[str, str]] | None = None,
         desired_count: int = 2,
+        literal: bool = False,
     ) -> None:
         self.scale = scale
         self._on_event = on_event
         self._deployment_config = deployment_config
         self._stack_overrides = stack_overrides or {}
         self._desired_count = desired_count
+        # The spec's literal rule: no test-traffic gate, all-at-once shift, and only the auto-rollback Lambda
+        # acting on ALARM_THRESHOLD failed one-minute health checks (no CodeDeploy alarm rollback).
+        self.literal = literal
+        if literal:
+            self._deployment_config = "CodeDeployDefault.ECSAllAtOnce"
         self.events: list[Event] = []
         self._events_lock = threading.Lock()
         self._exit = ExitStack()
@@ -144,7 +157,7 @@ class World:
             self.engine.wait_idle(timeout=15)
         self._exit.close()
 
-    def _start(self) -> None:
+    def _start(self) -> None:  # noqa: PLR0915 - the stand-in, piece by piece
         aws = self._exit.enter_context(moto_server())
         self.service = DrillCodeDeployService(clock=time.time)
         server = self._exit.enter_context(CodeDeployServer(self.service))
@@ -156,10 +169,9 @@ class World:
         self.sns = self.aws.client("sns")
         self.sqs = self.aws.client("sqs")
 
-        code_root = Path(self._exit.enter_context(tempfile.TemporaryDirectory(prefix="phoenix-lambdas-")))
-        self.code_dirs = self._package_lambdas(code_root)
         self.emit("setup", f"moto on {aws.endpoint}, CodeDeploy stand-in on {server.endpoint_url}")
-
+        # The README's order: the cluster stack (it owns the artifact bucket), the Lambda zips uploaded to
+        # that bucket, the Lambda stack, then the CI/CD stack.
         self.stacks = Stacks(self.aws, log=lambda msg: self.emit("setup", msg))
         self.stacks.create(
             Stack(
@@ -171,20 +183,20 @@ class World:
                 },
             )
         )
+        bucket = self.stacks.exports.get("ecs-cluster-stack-ArtifactBucketName", ARTIFACT_BUCKET)
+        code_root = Path(self._exit.enter_context(tempfile.TemporaryDirectory(prefix="phoenix-lambdas-")))
+        self.code_dirs = self._package_lambdas(code_root, bucket)
         self.stacks.create(
             Stack(
                 "lambda-functions-stack",
                 "lambda-functions.yaml",
-                {
-                    "ArtifactBucket": ARTIFACT_BUCKET,
-                    **self._stack_overrides.get("lambda-functions-stack", {}),
-                },
+                {"ArtifactBucket": bucket, **self._stack_overrides.get("lambda-functions-stack", {})},
             )
         )
         pipeline_params = {
             "GitHubRepo": "example/phoenix-pipeline",
             "GitHubConnectionArn": f"arn:aws:codestar-connections:{REGION}:{ACCOUNT_ID}:connection/drill",
-            "ArtifactBucket": ARTIFACT_BUCKET,
+            "ArtifactBucket": bucket,
             **self._stack_overrides.get("cicd-pipeline-stack", {}),
         }
         if self._deployment_config:
@@ -246,6 +258,8 @@ class World:
             ),
         )
         self.service.engine = self.engine
+        if self.literal:
+            self.service.disable_alarm_polling(APPLICATION, GROUP)
         self._bootstrap()
         self.alarms = self._exit.enter_context(
             AlarmEvaluator(
@@ -264,19 +278,20 @@ class World:
         self._inbox_stop.set()
         self._inbox_thread.join(timeout=5)
 
-    def _package_lambdas(self, root: Path) -> dict[str, Path]:
+    def _package_lambdas(self, root: Path, bucket: str) -> dict[str, Path]:
         """`make package`'s zips uploaded to the artifact bucket (README order), unpacked for the runtime."""
         s3 = self.aws.client("s3")
-        s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+        if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+            s3.create_bucket(Bucket=bucket)
         dirs = {}
         for module in ("health_check", "auto_rollback"):
             buffer = io.BytesIO()
             with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
                 archive.write(ROOT / "lambdas" / f"{module}.py", f"{module}.py")
-            s3.put_object(Bucket=ARTIFACT_BUCKET, Key=f"{module}.zip", Body=buffer.getvalue())
+            s3.put_object(Bucket=bucket, Key=f"{module}.zip", Body=buffer.getvalue())
             target = root / module
             with zipfile.ZipFile(
-                io.BytesIO(s3.get_object(Bucket=ARTIFACT_BUCKET, Key=f"{module}.zip")["Body"].read())
+                io.BytesIO(s3.get_object(Bucket=bucket, Key=f"{module}.zip")["Body"].read())
             ) as archive:
                 archive.extractall(target)
             dirs[module] = target
@@ -294,6 +309,8 @@ class World:
             if key in NETWORK_SECONDS:
                 value = f"{self.scale.network(float(value)):.3f}"
             out[key] = value
+        if self.literal and "ALARM_NAMES" in out:
+            out["ALARM_NAMES"] = f"{PROJECT}-{ENVIRONMENT}-health-check-failed"
         return out
 
     def _read_inbox(self) -> None:
@@ -335,6 +352,10 @@ class World:
         container["environment"] += [{"name": k, "value": v} for k, v in (fault_env or {}).items()]
         arn = self.ecs.register_task_definition(**taskdef)["taskDefinition"]["taskDefinitionArn"]
         appspec = files["appspec.yml"].replace("<TASK_DEFINITION>", arn)
+        if self.literal:
+            spec = yaml.safe_load(appspec)
+            spec.pop("Hooks", None)
+            appspec = yaml.safe_dump(spec, sort_keys=False)
         return arn, appspec
 
     def deploy(self, version: str, fault_env: dict[str, str] | None = None) -> str:
