@@ -19,7 +19,10 @@ def svg(report: dict[str, Any], width: int = 1100, height: int = 360) -> str:
     series = report.get("series") or []
     left, right, top, bottom = 50, 20, 40, 40
     plot_w, plot_h = width - left - right, height - top - bottom
-    t_max = max([s["t"] for s in series] + [1.0]) + 0.25
+    starts = [m["t"] for m in report.get("scenario_marks") or []]
+    t_min = max(0.0, min(starts) - 0.5) if starts else 0.0
+    series = [s for s in series if s["t"] >= t_min]
+    t_max = max([s["t"] for s in series] + [t_min + 1.0]) + 0.25
     versions: list[str] = []
     for s in series:
         for v in s["versions"]:
@@ -28,7 +31,7 @@ def svg(report: dict[str, Any], width: int = 1100, height: int = 360) -> str:
     versions.sort(key=lambda v: (v == "none", int(v[1:]) if v[1:].isdigit() else 99))
 
     def x(t: float) -> float:
-        return float(left + plot_w * t / t_max)
+        return float(left + plot_w * (t - t_min) / (t_max - t_min))
 
     def y(share: float) -> float:
         return top + plot_h * (1 - share)
@@ -62,7 +65,19 @@ def svg(report: dict[str, Any], width: int = 1100, height: int = 360) -> str:
         f'<line x1="{legend_x}" y1="14" x2="{legend_x + 20}" y2="14" stroke="#d62728" stroke-width="2"/>'
         f'<text x="{legend_x + 24}" y="18">failed or timed-out user requests</text>'
     )
+    for i, (kind, label) in enumerate(
+        (("alarm", "alarm fired"), ("decision", "rollback decision"), ("restore", "restored"))
+    ):
+        lx = width - right - 330 + 110 * i
+        dash = "4,3" if kind == "alarm" else "none"
+        parts.append(
+            f'<line x1="{lx}" y1="8" x2="{lx}" y2="20" stroke="{MARK_COLOURS[kind]}" '
+            f'stroke-dasharray="{dash}"/>'
+            f'<text x="{lx + 5}" y="18">{label}</text>'
+        )
     for mark in report.get("marks") or []:
+        if not t_min <= mark["t"] <= t_max:
+            continue
         colour = MARK_COLOURS.get(mark["kind"], "#333333")
         mx = x(mark["t"])
         dash = "4,3" if mark["kind"] == "alarm" else "none"
@@ -83,8 +98,8 @@ def svg(report: dict[str, Any], width: int = 1100, height: int = 360) -> str:
         f'<text x="{left - 8}" y="{top + plot_h + 4}" text-anchor="end">0%</text>'
     )
     scale = float(report.get("time_scale") or 1)
-    step = max(1, round(t_max / 12))
-    for t in range(0, int(t_max) + 1, step):
+    step = max(1, round((t_max - t_min) / 12))
+    for t in range(int(t_min) + 1, int(t_max) + 1, step):
         minutes = t * scale / 60
         parts.append(
             f'<text x="{x(t):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{t}s</text>'
