@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -558,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", default=str(ROOT / "build" / "drill" / "report.json"))
     parser.add_argument("--html", default=str(ROOT / "build" / "drill" / "report.html"))
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up tasks and workers on kill too
     names = ORDER if args.scenario in ("all", "") else [args.scenario]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:

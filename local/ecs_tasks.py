@@ -7,6 +7,7 @@ are always stopped: `TaskRunner` is a context manager and stops whatever is stil
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import signal
@@ -46,7 +47,17 @@ class Task:
         return f"{self.ip}:{self.port}"
 
 
+_LIVE: set[TaskRunner] = set()
 _addresses = itertools.count(2)
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """Whatever ends the interpreter, no task process outlives it."""
+    for runner in list(_LIVE):
+        runner.stop_all()
+
+
 _address_lock = threading.Lock()
 
 
@@ -81,6 +92,7 @@ class TaskRunner:
         self._all: list[Task] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        _LIVE.add(self)
 
     def __enter__(self) -> TaskRunner:
         return self
@@ -185,13 +197,14 @@ class TaskRunner:
     def stop_all(self) -> None:
         for task in self.tasks:
             self.stop(task)
+        _LIVE.discard(self)
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         try:
             os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=5)
+            process.wait(timeout=3)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=5)

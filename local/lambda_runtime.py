@@ -15,6 +15,7 @@ SNS envelope through moto.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -119,6 +120,16 @@ class _Worker:
                 self.process.stdin.close()
 
 
+_LIVE: set[LambdaRuntime] = set()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """Whatever ends the interpreter, no worker process outlives it."""
+    for runtime in list(_LIVE):
+        runtime.kill_workers()
+
+
 class LambdaRuntime:
     """Functions loaded from moto, invoked in warm workers; a context manager that stops every worker."""
 
@@ -139,6 +150,7 @@ class LambdaRuntime:
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self.invocations: list[tuple[str, str, Any]] = []
+        _LIVE.add(self)
 
     def load(self) -> None:
         """Read every function's configuration from moto and start its event queue."""
@@ -252,6 +264,10 @@ class LambdaRuntime:
                 q.put(None)
         for thread in self._threads:
             thread.join(timeout=15)
+        self.kill_workers()
+        _LIVE.discard(self)
+
+    def kill_workers(self) -> None:
         with self._lock:
             workers = list(self._workers)
         for worker in workers:
