@@ -62,7 +62,9 @@ def test_buildspec_has_every_phase_and_only_calls_make_targets() -> None:
     targets = [cmd.split()[1] for cmd in commands]
     assert targets == ["venv", "ecr-login", "app-test", "image", "push", "deploy-artifacts"]
     for target in targets:  # every target the build calls exists in the Makefile
-        subprocess.run(["make", "-n", target], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            ["make", "--no-print-directory", "-n", target], cwd=ROOT, check=True, capture_output=True
+        )
 
 
 def test_buildspec_stops_before_pushing_when_tests_fail() -> None:
@@ -76,7 +78,13 @@ def test_buildspec_reports_the_junit_file_app_test_writes() -> None:
     (report,) = reports.values()
     assert report["file-format"] == "JUNITXML"
     written = Path(report["base-directory"]) / report["files"][0]
-    recipe = subprocess.run(["make", "-n", "app-test"], cwd=ROOT, check=True, capture_output=True, text=True)
+    recipe = subprocess.run(
+        ["make", "--no-print-directory", "-n", "app-test"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert f"--junitxml={written}" in recipe.stdout
 
 
@@ -84,7 +92,11 @@ def test_buildspec_artifacts_are_what_codedeploy_to_ecs_reads(rendered: Path) ->
     artifacts = _yaml("buildspec.yml")["artifacts"]
     assert sorted(artifacts["files"]) == ["appspec.yml", "imageDetail.json", "taskdef.json"]
     recipe = subprocess.run(
-        ["make", "-n", "deploy-artifacts"], cwd=ROOT, check=True, capture_output=True, text=True
+        ["make", "--no-print-directory", "-n", "deploy-artifacts"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     assert recipe.stdout.rstrip().endswith(artifacts["base-directory"])
     assert sorted(path.name for path in rendered.iterdir()) == sorted(artifacts["files"])
