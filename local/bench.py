@@ -2,7 +2,8 @@
 
     python -m local.bench [--runs 3] [--time-scale 120] [--out build/drill/bench.json]
 
-Two policies, each run RUNS times on a fresh stand-in (all scenarios of a run share one, as in `make demo`):
+Two policies, each run RUNS times on a fresh stand-in (all scenarios of a run share one, as in `make demo`;
+when a faulty release is left serving, a clean one is shipped before the next scenario, unmeasured):
 - phoenix: the test-traffic gate (AfterAllowTestTraffic hook), a canary shift, CodeDeploy's alarm rollback on
   the health and target-group alarms, and the auto-rollback Lambda (stop, or resurrect after completion);
 - literal: what the spec describes word for word - no test-traffic gate, an all-at-once shift, and a rollback
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 quiet=True,
                 out=io.StringIO(),
                 literal=policy == "literal",
+                reset=True,
             )
             for result in report["scenarios"]:
                 print(f"  {result['scenario']:28s} {classify(result)}", flush=True)

@@ -440,6 +440,20 @@ def check(scenario: Scenario, r: dict[str, Any], version: str) -> list[str]:  # 
     return problems
 
 
+def reset_release(world: World, timeline: Timeline, version: str) -> None:
+    """Bench only: a faulty release still serves; ship a clean one before the next scenario (not measured)."""
+    world.wait_for(
+        lambda: all(world.service.get(i)["status"] in FINAL for i in world.service.deployment_ids()),
+        60,
+        "no deployment in flight",
+    )
+    timeline.say(f"reset     a faulty release serves: shipping clean {version} (not measured)")
+    deployment_id = world.deploy(version, {})
+    world.wait_for(
+        lambda: world.deployment(deployment_id)["status"] in FINAL, 90, f"deployment {deployment_id}"
+    )
+
+
 def wait_quiet(world: World, timeout: float = 30.0) -> None:
     """Before a release: no deployment in flight and every alarm OK."""
 
@@ -482,6 +496,7 @@ def run(
     out: Any = sys.stdout,
     users_count: int = 4,
     literal: bool = False,
+    reset: bool = False,
 ) -> dict[str, Any]:
     timeline = Timeline(scale, out=out, quiet=quiet)
     started = time.monotonic()
@@ -491,10 +506,18 @@ def run(
             f"production {world.production_url}  test {world.test_url}  time scale x{scale.factor:g}"
         )
         with Users(world.production_url, count=users_count, timeout=world.user_timeout) as users:
-            for index, name in enumerate(names):
-                version = f"v{index + 2}"
+            faulty: set[str] = set()
+            serial = 2
+            for name in names:
+                version = f"v{serial}"
+                serial += 1
+                if SCENARIOS[name].faults(scale):
+                    faulty.add(version)
                 try:
                     results.append(run_scenario(world, users, timeline, SCENARIOS[name], version))
+                    if reset and results[-1]["serving_after"] in faulty:
+                        reset_release(world, timeline, f"v{serial}")
+                        serial += 1
                 except TimeoutError as exc:
                     timeline.say(f"=== {name}: NOT as expected - {exc}")
                     results.append(
