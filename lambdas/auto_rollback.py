@@ -12,7 +12,9 @@ for the deployment group CODEDEPLOY_APPLICATION / CODEDEPLOY_DEPLOYMENT_GROUP, f
    rollback won the race), nothing is done and that is said.
 2. none in flight -> resurrection: CreateDeployment of the last known-good revision (newest Succeeded
    deployment whose revision was never rolled back, never failed and is not the one serving now), with a
-   description starting with MARKER that names the alarm, both revisions and both deployments. Nothing when
+   description starting with MARKER that names the alarm, both revisions and both deployments. It shifts all
+   traffic at once and turns off the group's alarm polling for itself (overrideAlarmConfiguration): the
+   alarms firing are about the bad revision and would otherwise stop the restore. Nothing when
    the serving deployment is already a rollback (the stable revision serves), when the same alarm transition
    was already handled, within ROLLBACK_COOLDOWN_SECONDS of the previous automatic redeployment, or when there
    is no earlier good revision (said in the notification).
@@ -52,6 +54,8 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 IN_FLIGHT_STATUSES = frozenset({"Created", "Queued", "InProgress", "Baking", "Ready"})
 ALARM_STATES = frozenset({"OK", "ALARM", "INSUFFICIENT_DATA"})
 MARKER = "phoenix-auto-rollback"
+# A known-good revision goes back in one step: every minute of a canary would keep users on the bad one.
+RESTORE_DEPLOYMENT_CONFIG = "CodeDeployDefault.ECSAllAtOnce"
 AWS_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
 BATCH_SIZE = 25
 SUBJECT_LIMIT = 100
@@ -390,6 +394,10 @@ def resurrect(  # noqa: PLR0911 - one return per reason not to act
             deploymentGroupName=config.codedeploy_deployment_group,
             revision=_request_revision(revision),
             description=description,
+            deploymentConfigName=RESTORE_DEPLOYMENT_CONFIG,
+            # The alarms that fire now are about the bad revision: polled during this deployment, they would
+            # stop the restore of the good one (AWS documents this override for exactly this case).
+            overrideAlarmConfiguration={"enabled": False, "ignorePollAlarmFailure": False, "alarms": []},
         )
     except ClientError as exc:
         if _error_code(exc) != "DeploymentLimitExceededException":

@@ -237,6 +237,8 @@ def test_alarm_after_completion_redeploys_the_last_known_good_revision(
     assert created["deploymentId"] == outcome["redeployment"]
     assert created["revision"]["appSpecContent"]["content"] == appspec(1)
     assert created["status"] == "Created"
+    assert created["deploymentConfigName"] == "CodeDeployDefault.ECSAllAtOnce"
+    assert created["overrideAlarmConfiguration"]["enabled"] is False
     assert f"replaces={serving}" in created["description"]
     assert f"restores={good}" in created["description"]
     [mail] = world.notifications()

@@ -76,6 +76,26 @@ def test_errors_carry_aws_codes(client: Any) -> None:
         )
 
 
+def test_a_deployment_overrides_its_groups_config_and_alarms(client: Any) -> None:
+    dep_id = client.create_deployment(
+        applicationName=APP,
+        deploymentGroupName=GROUP,
+        revision=revision("v1"),
+        deploymentConfigName="CodeDeployDefault.ECSCanary10Percent5Minutes",
+        overrideAlarmConfiguration={"enabled": False, "alarms": []},
+    )["deploymentId"]
+    info = client.get_deployment(deploymentId=dep_id)["deploymentInfo"]
+    assert info["deploymentConfigName"] == "CodeDeployDefault.ECSCanary10Percent5Minutes"
+    assert info["overrideAlarmConfiguration"] == {"enabled": False, "alarms": []}
+    with pytest.raises(client.exceptions.DeploymentConfigDoesNotExistException):
+        client.create_deployment(
+            applicationName=APP,
+            deploymentGroupName=GROUP,
+            revision=revision("v2"),
+            deploymentConfigName="CodeDeployDefault.OneAtATime",
+        )
+
+
 def test_unknown_operation_is_refused_like_aws(codedeploy_server: CodeDeployServer, client: Any) -> None:
     response = requests.post(
         codedeploy_server.endpoint_url,

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 import secrets
 import string
 import threading
@@ -59,6 +60,10 @@ IN_FLIGHT_STATUSES = frozenset({"Created", "Queued", "InProgress", "Baking", "Re
 FINISHED_STATUSES = frozenset({"Succeeded", "Failed", "Stopped"})
 ALL_STATUSES = IN_FLIGHT_STATUSES | FINISHED_STATUSES
 LIST_PAGE_SIZE = 100
+# CodeDeploy's predefined ECS configurations (custom ones are not modelled).
+ECS_CONFIG_NAME = re.compile(
+    r"CodeDeployDefault\.ECS(AllAtOnce|Canary\d+Percent\d+Minutes?|Linear\d+PercentEvery\d+Minutes?)"
+)
 BATCH_LIMIT = 25
 
 
@@ -471,6 +476,12 @@ class CodeDeployService:
         with self._lock:
             self._group(application, group)
             revision = _normalise_revision(params.get("revision"))
+            config_name = params.get("deploymentConfigName")
+            if config_name is not None and not ECS_CONFIG_NAME.fullmatch(str(config_name)):
+                raise CodeDeployError(
+                    "DeploymentConfigDoesNotExistException",
+                    f"No deployment configuration named {config_name}",
+                )
             active = self._in_flight(str(application), str(group))
             if active is not None:
                 raise CodeDeployError(
@@ -479,8 +490,12 @@ class CodeDeployService:
                     f"'{active['deploymentId']}'",
                 )
             dep = self._insert(str(application), str(group), revision, description=params.get("description"))
-            if "autoRollbackConfiguration" in params:
-                dep["autoRollbackConfiguration"] = copy.deepcopy(params["autoRollbackConfiguration"])
+            # A deployment's own settings win over its group's, as in AWS.
+            if config_name is not None:
+                dep["deploymentConfigName"] = config_name
+            for key in ("autoRollbackConfiguration", "overrideAlarmConfiguration"):
+                if key in params:
+                    dep[key] = copy.deepcopy(params[key])
             dep_id = str(dep["deploymentId"])
         self._notify(lambda engine: engine.on_created(self, dep_id))
         return {"deploymentId": dep_id}
