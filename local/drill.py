@@ -494,7 +494,7 @@ def run(
     *,
     quiet: bool = False,
     out: Any = sys.stdout,
-    users_count: int = 4,
+    user_rate: float = 40.0,
     literal: bool = False,
     reset: bool = False,
 ) -> dict[str, Any]:
@@ -505,7 +505,7 @@ def run(
         timeline.say(
             f"production {world.production_url}  test {world.test_url}  time scale x{scale.factor:g}"
         )
-        with Users(world.production_url, count=users_count, timeout=world.user_timeout) as users:
+        with Users(world.production_url, rate=user_rate, timeout=world.user_timeout) as users:
             faulty: set[str] = set()
             serial = 2
             for name in names:

@@ -1,4 +1,8 @@
-"""Simulated users: steady HTTP requests through the production listener, every one accounted for."""
+"""Simulated users: a steady arrival rate of requests through the production listener, each accounted for.
+
+Open loop, like real users: requests keep arriving at `rate` per second whether or not earlier ones were
+answered, so a hanging release costs what it would cost (a closed loop of users would slow down and hide it).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import http.client
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -21,33 +26,30 @@ class UserRequest:
 
 
 class Users:
-    """`count` users, each sending GET / one after the other with a think time; a context manager."""
+    """GET / at `rate` requests per second (each on its own connection, at most `timeout` seconds)."""
 
-    def __init__(self, url: str, *, count: int = 4, think: float = 0.02, timeout: float = 0.3) -> None:
+    def __init__(self, url: str, *, rate: float = 40.0, timeout: float = 2.0) -> None:
         parts = urlsplit(url)
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 80
-        self._count = count
-        self._think = think
+        self._interval = 1.0 / rate
         self._timeout = timeout
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.requests: list[UserRequest] = []
-        self._threads = [
-            threading.Thread(target=self._user, name=f"user-{n}", daemon=True) for n in range(count)
-        ]
+        self._pool = ThreadPoolExecutor(max_workers=int(rate * timeout) + 16, thread_name_prefix="user")
+        self._thread = threading.Thread(target=self._arrivals, name="users", daemon=True)
 
     def __enter__(self) -> Users:
-        for thread in self._threads:
-            thread.start()
+        self._thread.start()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
+        self._thread.join(timeout=5)
+        self._pool.shutdown(wait=True)
 
     def one(self) -> UserRequest:
         request_id = uuid.uuid4().hex
@@ -67,12 +69,17 @@ class Users:
             conn.close()
         return UserRequest(started, time.monotonic(), request_id, outcome, status)
 
-    def _user(self) -> None:
+    def _record(self) -> None:
+        result = self.one()
+        with self._lock:
+            self.requests.append(result)
+
+    def _arrivals(self) -> None:
+        next_at = time.monotonic()
         while not self._stop.is_set():
-            result = self.one()
-            with self._lock:
-                self.requests.append(result)
-            self._stop.wait(self._think)
+            self._pool.submit(self._record)
+            next_at += self._interval
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def window(self, start: float, end: float) -> list[UserRequest]:
         with self._lock:

@@ -27,7 +27,6 @@ from local.alb import LoadBalancer, forward_weights, registered_targets
 from local.aws import ROOT, Stack, Stacks
 from local.cloudwatch_alarms import AlarmEvaluator, StateChange
 from local.codedeploy import CodeDeployServer, CodeDeployService
-from local.codedeploy.service import JSON
 from local.codedeploy_engine import EcsBlueGreenEngine
 from local.ecs_tasks import TaskRunner
 from local.lambda_runtime import LambdaRuntime, Scheduler, SnsDelivery
@@ -55,16 +54,7 @@ def _render_module() -> Any:
 
 
 class DrillCodeDeployService(CodeDeployService):
-    """The stand-in as is, plus CreateDeployment's overrideAlarmConfiguration kept on the deployment."""
-
-    def _op_CreateDeployment(self, params: JSON) -> JSON:
-        result = super()._op_CreateDeployment(params)
-        if "overrideAlarmConfiguration" in params:
-            with self._lock:
-                self._deployments[result["deploymentId"]]["overrideAlarmConfiguration"] = params[
-                    "overrideAlarmConfiguration"
-                ]
-        return result
+    """The stand-in, plus the one group update the spec's literal rule needs."""
 
     def disable_alarm_polling(self, application: str, group: str) -> None:
         """UpdateDeploymentGroup(alarmConfiguration.enabled=false), for the spec's literal rule."""
