@@ -371,6 +371,8 @@ def run_scenario(  # noqa: PLR0915 - one scenario, start to finish
         else "deployment start",
         "notifications": [{"t": round(n["t"], 3), "subject": n["subject"]} for n in notes],
         "window": {"start": round(t_start, 3), "end": round(t_end, 3)},
+        "decision_at": None if decision_t is None else round(decision_t, 3),
+        "restore_at": None if restore_t is None else round(restore_t, 3),
     }
     result["failures"] = check(scenario, result, version)
     result["outcome"] = "as expected" if not result["failures"] else "NOT as expected"
@@ -537,12 +539,16 @@ def run(
                     break
             series = world_series(world, users, scale)
         marks = [
-            {"t": round(e.t, 3), "kind": e.kind, "text": e.text}
+            {"t": round(e.t, 3), "kind": "alarm", "text": e.text}
             for e in world.events
-            if e.kind in ("decision", "restore")
-            or (e.kind == "alarm" and e.data.get("new") == "ALARM")
-            or (e.kind == "lambda" and (e.data.get("record") or {}).get("action") == "redeployed")
+            if e.kind == "alarm" and e.data.get("new") == "ALARM"
         ]
+        for r in results:
+            for kind, key in (("decision", "decision_at"), ("restore", "restore_at")):
+                if r.get(key) is not None:
+                    marks.append(
+                        {"t": r[key], "kind": kind, "text": f"{r['scenario']}: {kind} ({r['gate']})"}
+                    )
         scenario_marks = [
             {"t": r["window"]["start"], "scenario": r["scenario"]} for r in results if "window" in r
         ]
