@@ -84,7 +84,7 @@ SCENARIOS: dict[str, Scenario] = {
             "noisy-healthy",
             "Healthy but noisy release (2% of requests fail, below the 5% threshold) - bench only",
             "promoted: no false rollback",
-            lambda _s: {"FAULT_ERROR_RATE": "0.02", "FAULT_SEED": "7"},
+            lambda _s: {"FAULT_ERROR_RATE": "0.02"},
         ),
         Scenario(
             "regression-after-completion",
