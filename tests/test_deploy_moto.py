@@ -27,6 +27,7 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.route_tables import RouteTable
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
@@ -79,6 +80,8 @@ def endpoint() -> Iterator[str]:
         try:
             yield f"http://127.0.0.1:{port}"
         finally:
+            # moto's backends are global to the process: leave nothing behind for later tests.
+            requests.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=10)
             server.stop()
 
 
