@@ -16,6 +16,7 @@ import argparse
 import json
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -251,10 +252,11 @@ def run_scenario(  # noqa: PLR0915 - one scenario, start to finish
         time.sleep(scale.drill(4 * 60))
     else:
         time.sleep(scale.drill(2 * 60))
-    time.sleep(world.user_timeout + 0.2)
+    cutoff = time.monotonic()
+    users.wait_settled(cutoff, timeout=world.user_timeout + 1.0)
     t_end = scale.now()
     after = _dominant(world.serving_versions())
-    requests = users.window(mono_start, time.monotonic() - world.user_timeout - 0.2)
+    requests = users.window(mono_start, cutoff)
     accounting = account(world, requests)
     events = world.events[events_from:]
     notes = world.notifications[notes_from:]
@@ -442,6 +444,43 @@ def check(scenario: Scenario, r: dict[str, Any], version: str) -> list[str]:  # 
     return problems
 
 
+class UserReport:
+    """A timeline line every `every` drill seconds: what the users got, by the version that served them."""
+
+    def __init__(self, world: World, users: Users, timeline: Timeline, every: float = 2.0) -> None:
+        self._world, self._users, self._timeline, self._every = world, users, timeline, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="user-report", daemon=True)
+
+    def __enter__(self) -> UserReport:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        since = time.monotonic()
+        while not self._stop.wait(self._every):
+            now = time.monotonic()
+            done = [
+                r for r in self._users.window(since - self._world.user_timeout, now) if since <= r.ended < now
+            ]
+            since = now
+            if not done:
+                continue
+            served = _served_by(self._world, done)
+            shares: dict[str, int] = {}
+            for request in done:
+                shares[served[request.request_id]] = shares.get(served[request.request_id], 0) + 1
+            split = ", ".join(f"{v} {100 * n / len(done):.0f}%" for v, n in sorted(shares.items()))
+            bad = sum(1 for r in done if r.outcome != "answered")
+            self._timeline.say(
+                f"users     {len(done) / self._every:.0f} req/s served by {split}; {bad} failed/timed out"
+            )
+
+
 def reset_release(world: World, timeline: Timeline, version: str) -> None:
     """Bench only: a faulty release still serves; ship a clean one before the next scenario (not measured)."""
     world.wait_for(
@@ -507,7 +546,10 @@ def run(
         timeline.say(
             f"production {world.production_url}  test {world.test_url}  time scale x{scale.factor:g}"
         )
-        with Users(world.production_url, rate=user_rate, timeout=world.user_timeout) as users:
+        with (
+            Users(world.production_url, rate=user_rate, timeout=world.user_timeout) as users,
+            UserReport(world, users, timeline),
+        ):
             faulty: set[str] = set()
             serial = 2
             for name in names:

@@ -37,6 +37,8 @@ class Users:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.requests: list[UserRequest] = []
+        self._in_flight: dict[int, float] = {}
+        self._serial = 0
         self._pool = ThreadPoolExecutor(max_workers=int(rate * timeout) + 16, thread_name_prefix="user")
         self._thread = threading.Thread(target=self._arrivals, name="users", daemon=True)
 
@@ -70,9 +72,23 @@ class Users:
         return UserRequest(started, time.monotonic(), request_id, outcome, status)
 
     def _record(self) -> None:
+        with self._lock:
+            self._serial += 1
+            serial = self._serial
+            self._in_flight[serial] = time.monotonic()
         result = self.one()
         with self._lock:
             self.requests.append(result)
+            del self._in_flight[serial]
+
+    def wait_settled(self, cutoff: float, timeout: float) -> None:
+        """Wait until every request started before `cutoff` has its outcome (at most `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if all(started >= cutoff for started in self._in_flight.values()):
+                    return
+            time.sleep(0.02)
 
     def _arrivals(self) -> None:
         next_at = time.monotonic()
