@@ -2,8 +2,9 @@
 
 moto's CloudFormation creates what it implements (VPC, ALB, listeners, target groups, ECS, Lambda functions,
 the schedule rule, SNS topics, SQS...). What it skips - the CloudWatch alarms, the SNS subscriptions, the
-CodeDeploy application and deployment group - is created here from the same templates' resource properties,
-resolved with the stack's parameters, its resources' physical ids and the exports: one source of truth.
+CodeDeploy application and deployment group, the build project and the pipeline - is created here from the
+same templates' resource properties, resolved with the stack's parameters, its resources' physical ids and
+the exports: one source of truth.
 CodeDeploy resources go to the CodeDeploy stand-in through its API (AWS_ENDPOINT_URL_CODEDEPLOY).
 """
 
@@ -269,6 +270,8 @@ class Stacks:
             "AWS::SNS::Subscription": self._subscription,
             "AWS::CodeDeploy::Application": self._codedeploy_application,
             "AWS::CodeDeploy::DeploymentGroup": self._codedeploy_group,
+            "AWS::CodeBuild::Project": self._codebuild_project,
+            "AWS::CodePipeline::Pipeline": self._pipeline,
         }
         resources = stack.template.get("Resources") or {}
         ordered = sorted(
@@ -281,7 +284,12 @@ class Stacks:
             if resource.get("Condition") and not resolver.condition(resource["Condition"]):
                 continue
             properties = resolver.resolve(resource.get("Properties") or {})
-            create(logical, properties)
+            try:
+                create(logical, properties)
+            except self._cfn.exceptions.ClientError as exc:
+                # moto may not take every property AWS takes; the drill does not run the pipeline or builds.
+                self._log(f"{stack.name}: {resource['Type']} {logical} not created in moto: {exc}")
+                continue
             stack.physical.setdefault(
                 logical, str(properties.get("AlarmName") or properties.get("ApplicationName") or logical)
             )
@@ -308,6 +316,26 @@ class Stacks:
         self._aws.client("codedeploy").create_application(
             applicationName=props["ApplicationName"], computePlatform=props.get("ComputePlatform", "Server")
         )
+
+    def _codebuild_project(self, _logical: str, props: dict[str, Any]) -> None:
+        params = camel_case(props)
+        source = params.get("source") or {}
+        if "buildSpec" in source:
+            source["buildspec"] = source.pop("buildSpec")
+        for variable in (params.get("environment") or {}).get("environmentVariables") or []:
+            variable["value"] = str(variable.get("value", ""))
+        params.pop("timeoutInMinutes", None)
+        self._aws.client("codebuild").create_project(**params)
+
+    def _pipeline(self, _logical: str, props: dict[str, Any]) -> None:
+        params = camel_case(props)
+        for stage in params.get("stages") or []:
+            for action in stage.get("actions") or []:
+                action["configuration"] = {
+                    k[:1].upper() + k[1:]: str(v) for k, v in (action.get("configuration") or {}).items()
+                }
+        params.pop("restartExecutionOnUpdate", None)
+        self._aws.client("codepipeline").create_pipeline(pipeline=params)
 
     def _codedeploy_group(self, _logical: str, props: dict[str, Any]) -> None:
         params = camel_case(props)
