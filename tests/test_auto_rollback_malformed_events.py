@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
@@ -13,12 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.malformed import JSON_VALUES, import_with_env, invoke_without_aws
+
 ALARM = "phoenix-dev-health-check-failed"
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=8,
-)
 # The fields that make an event an alarm transition this function acts on; anything else about it is optional.
 REQUIRED: dict[str, list[tuple[Any, ...]]] = {
     "sns-cloudwatch-alarm": [
@@ -47,26 +43,6 @@ REQUIRED: dict[str, list[tuple[Any, ...]]] = {
         ("alarmData", "previousState", "value"),
     ],
 }
-
-
-class NoAws:
-    """Stands in for a boto3 client: any use is recorded and fails the test."""
-
-    def __init__(self, calls: list[str]) -> None:
-        self._calls = calls
-
-    def __getattr__(self, name: str) -> Any:
-        self._calls.append(name)
-        raise AssertionError(f"AWS called: {name}")
-
-
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.decisions: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.decisions.append(json.loads(record.getMessage()))
 
 
 def _corrupt(event: Any, path: tuple[Any, ...], how: str, value: Any) -> Any:
@@ -102,19 +78,14 @@ def malformed_events(draw: st.DrawFn, samples: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def function(lambda_importer: Callable[[str], ModuleType]) -> Iterator[ModuleType]:
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in {
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "ENVIRONMENT": "dev",
-            "CODEDEPLOY_APPLICATION": "phoenix-dev",
-            "CODEDEPLOY_DEPLOYMENT_GROUP": "phoenix-dev-sample-app",
+    yield from import_with_env(
+        lambda_importer,
+        "auto_rollback",
+        {
             "ALARM_NAMES": ALARM,
             "NOTIFICATIONS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:phoenix-dev-notifications",
-        }.items():
-            patch.setenv(key, value)
-        yield lambda_importer("auto_rollback")
+        },
+    )
 
 
 SAMPLES: dict[str, Any] = {}
@@ -131,19 +102,10 @@ def test_malformed_events_touch_no_aws_raise_nothing_and_log_why(
     function: ModuleType, lambda_context: Any, data: st.DataObject
 ) -> None:
     event = data.draw(malformed_events(SAMPLES))
-    calls: list[str] = []
-    lines = Lines()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(function, "CODEDEPLOY", NoAws(calls))
-        patch.setattr(function, "SNS", NoAws(calls))
-        function.LOGGER.addHandler(lines)
-        try:
-            result = function.lambda_handler(event, lambda_context)
-        finally:
-            function.LOGGER.removeHandler(lines)
+    result, calls, decisions = invoke_without_aws(function, ["CODEDEPLOY", "SNS"], event, lambda_context)
     assert calls == []
     assert result["outcomes"] == []
-    [line] = lines.decisions
+    [line] = decisions
     assert line["decision"] in {
         "event rejected",
         "ignored: alarm not configured",
