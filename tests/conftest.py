@@ -5,6 +5,8 @@ fresh imports of the Lambda modules, and real HTTP servers on 127.0.0.1 (sample 
 - `moto`: `mock_aws()` around the test (CloudWatch, SNS, SQS, ECS, ELBv2, ... in process).
 - `codedeploy`: a fresh `CodeDeployService` served over HTTP (one server per session), with
   AWS_ENDPOINT_URL_CODEDEPLOY pointing at it; `codedeploy_server` is the server.
+- `create_deployment_group(rollback_events, **extra)`: the ECS application phoenix-dev and its blue/green
+  group phoenix-dev-sample-app created in that stand-in through boto3; returns the codedeploy client.
 - `lambda_context` / `make_lambda_context(timeout_ms)`: a context whose remaining time counts down.
 - `load_event(name)`: a fresh copy of tests/events/<name>.json.
 - `load_lambda(name, env)`: imports lambdas/<name>.py anew with that environment (config is read at import).
@@ -28,6 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
 from moto import mock_aws
 from werkzeug.serving import make_server
@@ -41,6 +44,8 @@ from local.codedeploy import CodeDeployServer, CodeDeployService  # noqa: E402 -
 EVENTS_DIR = Path(__file__).resolve().parent / "events"
 LAMBDAS_DIR = REPO_ROOT / "lambdas"
 REGION = "us-east-1"
+CODEDEPLOY_APP = "phoenix-dev"
+CODEDEPLOY_GROUP = "phoenix-dev-sample-app"
 
 
 # --------------------------------------------------------------------------------------------- AWS
@@ -76,6 +81,28 @@ def codedeploy(
     """A fresh CodeDeploy stand-in for this test, reached by boto3 through AWS_ENDPOINT_URL_CODEDEPLOY."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_CODEDEPLOY", codedeploy_server.endpoint_url)
     return codedeploy_server.use(CodeDeployService())
+
+
+@pytest.fixture
+def create_deployment_group(codedeploy: CodeDeployService) -> Callable[..., Any]:
+    """`create_deployment_group(["DEPLOYMENT_FAILURE"], alarmConfiguration={...})` -> the codedeploy client,
+    after creating application phoenix-dev (ECS) and its blue/green group phoenix-dev-sample-app, whose
+    automatic rollback is enabled for `rollback_events`; `extra` goes to CreateDeploymentGroup as is."""
+
+    def create(rollback_events: list[str], **extra: Any) -> Any:
+        client = boto3.client("codedeploy")
+        client.create_application(applicationName=CODEDEPLOY_APP, computePlatform="ECS")
+        client.create_deployment_group(
+            applicationName=CODEDEPLOY_APP,
+            deploymentGroupName=CODEDEPLOY_GROUP,
+            serviceRoleArn="arn:aws:iam::123456789012:role/codedeploy",
+            autoRollbackConfiguration={"enabled": True, "events": rollback_events},
+            deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+            **extra,
+        )
+        return client
+
+    return create
 
 
 # --------------------------------------------------------------------------------------------- Lambda

@@ -83,21 +83,11 @@ class World:
 def world(
     moto: None,
     codedeploy: CodeDeployService,
+    create_deployment_group: Callable[..., Any],
     load_lambda: Callable[[str, dict[str, str]], ModuleType],
     load_event: Callable[[str], Any],
 ) -> World:
-    client = boto3.client("codedeploy")
-    client.create_application(applicationName=APP, computePlatform="ECS")
-    client.create_deployment_group(
-        applicationName=APP,
-        deploymentGroupName=GROUP,
-        serviceRoleArn="arn:aws:iam::123456789012:role/codedeploy",
-        autoRollbackConfiguration={
-            "enabled": True,
-            "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"],
-        },
-        deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
-    )
+    create_deployment_group(["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"])
     topic = boto3.client("sns").create_topic(Name="phoenix-dev-notifications")["TopicArn"]
     sqs = boto3.client("sqs")
     queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 import pytest
 import requests
 
@@ -22,21 +22,11 @@ def revision(content: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def client(codedeploy: CodeDeployService) -> Any:
-    cd = boto3.client("codedeploy")
-    cd.create_application(applicationName=APP, computePlatform="ECS")
-    cd.create_deployment_group(
-        applicationName=APP,
-        deploymentGroupName=GROUP,
-        serviceRoleArn="arn:aws:iam::123456789012:role/codedeploy",
-        autoRollbackConfiguration={
-            "enabled": True,
-            "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"],
-        },
+def client(create_deployment_group: Callable[..., Any]) -> Any:
+    return create_deployment_group(
+        ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"],
         alarmConfiguration={"enabled": True, "alarms": [{"name": "phoenix-dev-health-check-failed"}]},
-        deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
     )
-    return cd
 
 
 def test_deployment_group_and_deployment_have_aws_shapes(client: Any, codedeploy: CodeDeployService) -> None:

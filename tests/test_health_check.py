@@ -39,16 +39,10 @@ def base_env(production_url: str, test_url: str, **extra: str) -> dict[str, str]
 
 
 @pytest.fixture
-def group(moto: None, codedeploy: CodeDeployService) -> CodeDeployService:
-    client = boto3.client("codedeploy")
-    client.create_application(applicationName=APP, computePlatform="ECS")
-    client.create_deployment_group(
-        applicationName=APP,
-        deploymentGroupName=GROUP,
-        serviceRoleArn="arn:aws:iam::123456789012:role/codedeploy",
-        autoRollbackConfiguration={"enabled": True, "events": ["DEPLOYMENT_FAILURE"]},
-        deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
-    )
+def group(
+    moto: None, codedeploy: CodeDeployService, create_deployment_group: Callable[..., Any]
+) -> CodeDeployService:
+    create_deployment_group(["DEPLOYMENT_FAILURE"])
     codedeploy.seed_deployment(APP, GROUP, "version: 0.0 # v1", create_time=1.0)
     return codedeploy
 
