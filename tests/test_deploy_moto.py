@@ -156,6 +156,18 @@ def _stacks(endpoint: str, region: str) -> dict[str, str]:
     return {s["StackName"]: s["StackStatus"] for s in cfn.describe_stacks()["Stacks"]}
 
 
+def _exports(endpoint: str, region: str) -> dict[str, str]:
+    cfn = _client(endpoint, "cloudformation", region)
+    return {e["Name"]: e["Value"] for e in cfn.list_exports()["Exports"]}
+
+
+def _stack_outputs(endpoint: str, region: str, stack: str) -> dict[str, str]:
+    cfn = _client(endpoint, "cloudformation", region)
+    return {
+        o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]
+    }
+
+
 def _function_env(endpoint: str, region: str, name: str) -> dict[str, str]:
     config = _client(endpoint, "lambda", region).get_function_configuration(FunctionName=name)
     variables: dict[str, str] = config["Environment"]["Variables"]
@@ -216,10 +228,7 @@ def test_every_imported_export_exists(
     readme_deployment: subprocess.CompletedProcess[str], endpoint: str
 ) -> None:
     assert readme_deployment.returncode == 0
-    exports = {
-        e["Name"]: e["Value"]
-        for e in _client(endpoint, "cloudformation", "us-east-1").list_exports()["Exports"]
-    }
+    exports = _exports(endpoint, "us-east-1")
     stacks = {"ClusterStackName": "ecs-cluster-stack", "LambdaStackName": "lambda-functions-stack"}
     for template in ("lambda-functions.yaml", "cicd-pipeline.yaml"):
         text = (ROOT / "cloudformation" / template).read_text()
@@ -251,10 +260,7 @@ def test_listeners_forward_to_the_blue_target_group_and_both_groups_check_health
         80: [groups["phoenix-dev-blue"]["TargetGroupArn"]],
         8080: [groups["phoenix-dev-blue"]["TargetGroupArn"]],
     }
-    exports = {
-        e["Name"]: e["Value"]
-        for e in _client(endpoint, "cloudformation", "us-east-1").list_exports()["Exports"]
-    }
+    exports = _exports(endpoint, "us-east-1")
     by_port = {listener["Port"]: listener["ListenerArn"] for listener in listeners}
     assert exports["ecs-cluster-stack-ProductionListenerArn"] == by_port[80]
     assert exports["ecs-cluster-stack-TestListenerArn"] == by_port[8080]
@@ -306,10 +312,7 @@ def test_the_health_check_is_scheduled_and_probes_the_stack_listeners_from_the_p
 ) -> None:
     assert readme_deployment.returncode == 0
     variables = _function_env(endpoint, "us-east-1", "phoenix-dev-health-check")
-    exports = {
-        e["Name"]: e["Value"]
-        for e in _client(endpoint, "cloudformation", "us-east-1").list_exports()["Exports"]
-    }
+    exports = _exports(endpoint, "us-east-1")
     assert variables["PRODUCTION_URL"] == exports["ecs-cluster-stack-ProductionUrl"]
     assert variables["TEST_URL"] == exports["ecs-cluster-stack-TestUrl"]
     assert variables["TEST_URL"].endswith(":8080")
@@ -357,18 +360,11 @@ def test_the_lambda_code_is_in_the_cluster_stacks_artifact_bucket(
     readme_deployment: subprocess.CompletedProcess[str], endpoint: str
 ) -> None:
     assert readme_deployment.returncode == 0
-    cfn = _client(endpoint, "cloudformation", "us-east-1")
-    outputs = {
-        o["OutputKey"]: o["OutputValue"]
-        for o in cfn.describe_stacks(StackName="ecs-cluster-stack")["Stacks"][0]["Outputs"]
-    }
+    outputs = _stack_outputs(endpoint, "us-east-1", "ecs-cluster-stack")
     s3 = _client(endpoint, "s3", "us-east-1")
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=outputs["ArtifactBucketName"])["Contents"]}
     assert keys == {"health_check.zip", "auto_rollback.zip"}
-    pipeline = {
-        o["OutputKey"]: o["OutputValue"]
-        for o in cfn.describe_stacks(StackName="cicd-pipeline-stack")["Stacks"][0]["Outputs"]
-    }
+    pipeline = _stack_outputs(endpoint, "us-east-1", "cicd-pipeline-stack")
     assert pipeline["ArtifactBucketName"] == outputs["ArtifactBucketName"]
     assert pipeline["DeploymentGroupName"] == "phoenix-dev-sample-app"
 
