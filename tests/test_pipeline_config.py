@@ -39,6 +39,13 @@ def _yaml(name: str) -> dict[str, Any]:
     return loaded
 
 
+def make_dry_run(target: str) -> subprocess.CompletedProcess[str]:
+    """`make -n <target>`: its stdout is what the target would run (raises if the target does not exist)."""
+    return subprocess.run(
+        ["make", "--no-print-directory", "-n", target], cwd=ROOT, check=True, capture_output=True, text=True
+    )
+
+
 def _render(out: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(RENDER), str(out)], env=env, capture_output=True, text=True, check=False
@@ -62,9 +69,7 @@ def test_buildspec_has_every_phase_and_only_calls_make_targets() -> None:
     targets = [cmd.split()[1] for cmd in commands]
     assert targets == ["venv", "ecr-login", "app-test", "image", "push", "deploy-artifacts"]
     for target in targets:  # every target the build calls exists in the Makefile
-        subprocess.run(
-            ["make", "--no-print-directory", "-n", target], cwd=ROOT, check=True, capture_output=True
-        )
+        make_dry_run(target)
 
 
 def test_buildspec_stops_before_pushing_when_tests_fail() -> None:
@@ -78,26 +83,14 @@ def test_buildspec_reports_the_junit_file_app_test_writes() -> None:
     (report,) = reports.values()
     assert report["file-format"] == "JUNITXML"
     written = Path(report["base-directory"]) / report["files"][0]
-    recipe = subprocess.run(
-        ["make", "--no-print-directory", "-n", "app-test"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    recipe = make_dry_run("app-test")
     assert f"--junitxml={written}" in recipe.stdout
 
 
 def test_buildspec_artifacts_are_what_codedeploy_to_ecs_reads(rendered: Path) -> None:
     artifacts = _yaml("buildspec.yml")["artifacts"]
     assert sorted(artifacts["files"]) == ["appspec.yml", "imageDetail.json", "taskdef.json"]
-    recipe = subprocess.run(
-        ["make", "--no-print-directory", "-n", "deploy-artifacts"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    recipe = make_dry_run("deploy-artifacts")
     assert recipe.stdout.rstrip().endswith(artifacts["base-directory"])
     assert sorted(path.name for path in rendered.iterdir()) == sorted(artifacts["files"])
 
