@@ -57,15 +57,6 @@ def unhealthy_url(sample_app: Callable[..., str]) -> str:
     return sample_app(FAULT_HEALTH_FAIL="true")
 
 
-def hook_deployment(service: CodeDeployService, event: dict[str, Any]) -> str:
-    """The hook event's deployment, in flight, with its hook execution awaiting an answer."""
-    deployment_id = service.seed_deployment(
-        APP, GROUP, "version: 0.0 # v2", status="InProgress", deployment_id=event["DeploymentId"]
-    )
-    service.register_hook(deployment_id, "AfterAllowTestTraffic", event["LifecycleEventHookExecutionId"])
-    return deployment_id
-
-
 def metric_values(name: str, **dimensions: str) -> list[float]:
     cloudwatch = boto3.client("cloudwatch")
     found = cloudwatch.list_metrics(
@@ -197,6 +188,17 @@ class Harness:
     def function(self, production_url: str, test_url: str, **extra: str) -> ModuleType:
         return self.load("health_check", base_env(production_url, test_url, **extra))
 
+    def hook(self) -> tuple[dict[str, Any], str]:
+        """The lifecycle-hook event and its deployment, in flight, its hook execution awaiting an answer."""
+        event = self.event("codedeploy-lifecycle-hook")
+        deployment_id = self.service.seed_deployment(
+            APP, GROUP, "version: 0.0 # v2", status="InProgress", deployment_id=event["DeploymentId"]
+        )
+        self.service.register_hook(
+            deployment_id, "AfterAllowTestTraffic", event["LifecycleEventHookExecutionId"]
+        )
+        return event, deployment_id
+
 
 @pytest.fixture
 def harness(
@@ -249,8 +251,7 @@ def test_scheduled_run_reports_unhealthy_production_and_probes_test_during_a_dep
 
 # --------------------------------------------------------------------------------------------- lifecycle hook
 def test_hook_answers_succeeded_for_a_healthy_replacement(harness: Harness) -> None:
-    event = harness.event("codedeploy-lifecycle-hook")
-    deployment_id = hook_deployment(harness.service, event)
+    event, deployment_id = harness.hook()
     module = harness.function(harness.healthy, harness.healthy)
     result = module.lambda_handler(event, harness.context())
     assert result["status"] == "Succeeded"
@@ -262,8 +263,7 @@ def test_hook_answers_succeeded_for_a_healthy_replacement(harness: Harness) -> N
 
 
 def test_hook_answers_failed_for_an_unhealthy_replacement_and_codedeploy_rolls_back(harness: Harness) -> None:
-    event = harness.event("codedeploy-lifecycle-hook")
-    deployment_id = hook_deployment(harness.service, event)
+    event, deployment_id = harness.hook()
     module = harness.function(harness.healthy, harness.unhealthy)
     result = module.lambda_handler(event, harness.context())
     assert result["status"] == "Failed"
@@ -278,8 +278,7 @@ def test_hook_answers_failed_for_an_unhealthy_replacement_and_codedeploy_rolls_b
 def test_hook_against_a_hanging_replacement_still_answers_failed_before_the_deadline(
     harness: Harness, hanging_server: str
 ) -> None:
-    event = harness.event("codedeploy-lifecycle-hook")
-    hook_deployment(harness.service, event)
+    event, _ = harness.hook()
     module = harness.function(harness.healthy, hanging_server, VALIDATION_ROUNDS="5")
     context = harness.context(timeout_ms=7000)
     result = module.lambda_handler(event, context)
@@ -289,8 +288,7 @@ def test_hook_against_a_hanging_replacement_still_answers_failed_before_the_dead
 
 
 def test_hook_without_time_left_answers_failed_at_once(harness: Harness) -> None:
-    event = harness.event("codedeploy-lifecycle-hook")
-    hook_deployment(harness.service, event)
+    event, _ = harness.hook()
     module = harness.function(harness.healthy, harness.healthy)
     result = module.lambda_handler(event, harness.context(timeout_ms=3000))
     assert result["status"] == "Failed"
@@ -299,8 +297,7 @@ def test_hook_without_time_left_answers_failed_at_once(harness: Harness) -> None
 
 
 def test_hook_answers_failed_on_its_own_error(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    event = harness.event("codedeploy-lifecycle-hook")
-    hook_deployment(harness.service, event)
+    event, _ = harness.hook()
     module = harness.function(harness.healthy, harness.healthy)
 
     def broken(*_: Any) -> None:
