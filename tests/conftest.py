@@ -257,27 +257,28 @@ def _reset(conn: socket.socket) -> None:
         conn.close()
 
 
-def _garbage(conn: socket.socket) -> None:
-    """Answer with bytes that are not HTTP."""
-    try:
-        _read_request(conn)
-        conn.sendall(b"\x00\xff\xfeNOT HTTP AT ALL\r\n\r\n")
-    finally:
-        conn.close()
+def _answer_with(payload: bytes) -> Callable[[socket.socket], None]:
+    """Read the request, send `payload` as the whole answer, close."""
+
+    def answer(conn: socket.socket) -> None:
+        try:
+            _read_request(conn)
+            conn.sendall(payload)
+        finally:
+            conn.close()
+
+    return answer
 
 
-def _garbage_body(conn: socket.socket) -> None:
-    """Answer HTTP 200 with a body that is not JSON."""
-    body = b"<html>\x00\xff definitely not json"
-    try:
-        _read_request(conn)
-        conn.sendall(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-    finally:
-        conn.close()
+_NOT_JSON = b"<html>\x00\xff definitely not json"
+# Bytes that are not HTTP.
+_garbage = _answer_with(b"\x00\xff\xfeNOT HTTP AT ALL\r\n\r\n")
+# HTTP 200 with a body that is not JSON.
+_garbage_body = _answer_with(
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    + f"Content-Length: {len(_NOT_JSON)}\r\n\r\n".encode()
+    + _NOT_JSON
+)
 
 
 def _raw_fixture(behaviour: Callable[[socket.socket], None]) -> Iterator[str]:
