@@ -264,10 +264,19 @@ class EcsBlueGreenEngine:
         self, service: CodeDeployService, run: Run, dep: dict[str, Any], group: dict[str, Any], abort: Abort
     ) -> None:
         dep_id = run.deployment_id
+        events = (dep.get("autoRollbackConfiguration") or {}).get("events") or []
+        enabled = bool((dep.get("autoRollbackConfiguration") or {}).get("enabled"))
+        wanted = {
+            "ALARM_ACTIVE": enabled and "DEPLOYMENT_STOP_ON_ALARM" in events,
+            "MANUAL_STOP": run.stop_auto_rollback,
+        }.get(abort.code, enabled and "DEPLOYMENT_FAILURE" in events)
         with run.lock:
             if run.finished:
                 return
             run.finished = True
+            # The rollback deployment exists (in flight) before this one ends, as in AWS: no new deployment
+            # can slip in while the original is being put back.
+            rollback_id = service.roll_back(dep_id, abort.message) if wanted else None
             service.set_status(dep_id, abort.status, error_code=abort.code, error_message=abort.message)
         self._emit(
             "decision",
@@ -275,6 +284,8 @@ class EcsBlueGreenEngine:
             deployment=dep_id,
             code=abort.code,
         )
+        if rollback_id:
+            service.set_status(rollback_id, "InProgress")
         if run.routed and run.prod_listener and run.original_tg and run.replacement_tg:
             self._route(run.prod_listener, run.original_tg, run.replacement_tg, 0)
             if run.test_listener:
@@ -285,18 +296,9 @@ class EcsBlueGreenEngine:
         if run.replacement_tasks:
             self._runner.deregister(run.replacement_tasks)
             self._stop_later(run.replacement_tasks)
-        events = (dep.get("autoRollbackConfiguration") or {}).get("events") or []
-        enabled = bool((dep.get("autoRollbackConfiguration") or {}).get("enabled"))
-        wanted = {
-            "ALARM_ACTIVE": enabled and "DEPLOYMENT_STOP_ON_ALARM" in events,
-            "MANUAL_STOP": run.stop_auto_rollback,
-        }.get(abort.code, enabled and "DEPLOYMENT_FAILURE" in events)
-        if wanted:
-            rollback_id = service.roll_back(dep_id, abort.message)
-            if rollback_id:
-                service.set_status(rollback_id, "InProgress")
-                service.set_status(rollback_id, "Succeeded")
-                self._emit("rollback", f"rollback deployment {rollback_id} Succeeded", deployment=rollback_id)
+        if rollback_id:
+            service.set_status(rollback_id, "Succeeded")
+            self._emit("rollback", f"rollback deployment {rollback_id} Succeeded", deployment=rollback_id)
         kind = "DeploymentStop" if abort.status == "Stopped" else "DeploymentFailure"
         self._trigger(group, dep_id, kind, abort.status.upper())
         if wanted:
