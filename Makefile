@@ -39,6 +39,11 @@ $(CHECKOV_VENV)/bin/.installed: requirements-checkov.txt
 .PHONY: venv
 venv: $(BIN)/.installed ## Create .venv with the pinned requirements (only when missing or changed)
 
+# Both virtualenvs at once: on a fresh clone this halves the wait before the first check runs.
+.PHONY: venvs
+venvs:
+	$(MAKE) --no-print-directory -j2 $(BIN)/.installed $(CHECKOV_VENV)/bin/.installed
+
 .PHONY: lint
 lint: $(BIN)/.installed ## ruff and mypy on all Python code
 	$(BIN)/ruff check .
@@ -65,7 +70,7 @@ app-test: $(BIN)/.installed ## Sample app unit tests, with a JUnit report in bui
 	$(BIN)/pytest sample-app --junitxml=$(REPORTS)/sample-app.xml
 
 .PHONY: test
-test: lint cfn-lint checkov ## Everything CI runs: linters, template checks and the whole pytest suite
+test: venvs lint cfn-lint checkov ## Everything CI runs: linters, template checks and the whole pytest suite
 	$(BIN)/pytest
 
 .PHONY: image
