@@ -330,6 +330,7 @@ class World:
             "IMAGE_URI": f"{IMAGE_REPO}:{version}",
             "TASK_FAMILY": self.exports["ecs-cluster-stack-TaskFamily"],
             "TASK_EXECUTION_ROLE_ARN": self.exports["ecs-cluster-stack-TaskExecutionRoleArn"],
+            "TASK_ROLE_ARN": self.exports["ecs-cluster-stack-TaskRoleArn"],
             "CONTAINER_NAME": self.exports["ecs-cluster-stack-ContainerName"],
             "APP_VERSION": version,
             "LOG_GROUP": self.exports["ecs-cluster-stack-AppLogGroupName"],

@@ -12,6 +12,8 @@ import pytest
 import yaml
 from moto import mock_aws
 
+from scripts.deploy import load_template
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "pipeline-config"
 RENDER = CONFIG / "render.py"
@@ -20,11 +22,14 @@ BUILD_ENV = {
     "APP_VERSION": "1a2b3c4d",
     "TASK_FAMILY": "phoenix-dev-sample-app",
     "TASK_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/phoenix-dev-task-execution",
+    "TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/phoenix-dev-task",
     "CONTAINER_NAME": "sample-app",
     "LOG_GROUP": "/ecs/phoenix-dev/sample-app",
     "AWS_REGION": "us-east-1",
     "HEALTH_CHECK_FUNCTION": "phoenix-dev-health-check",
 }
+# Set by CodeBuild itself in every build (as are the CODEBUILD_* variables), not by the project.
+CODEBUILD_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
 ECS_HOOKS = {
     "BeforeInstall",
     "AfterInstall",
@@ -135,6 +140,7 @@ def test_rendered_taskdef_registers_with_ecs(rendered: Path, monkeypatch: pytest
     assert registered["requiresCompatibilities"] == ["FARGATE"]
     assert registered["networkMode"] == "awsvpc"
     assert registered["executionRoleArn"] == BUILD_ENV["TASK_EXECUTION_ROLE_ARN"]
+    assert registered["taskRoleArn"] == BUILD_ENV["TASK_ROLE_ARN"]
     assert container["image"] == BUILD_ENV["IMAGE_URI"]
     assert container["user"] == "10001"
     assert container["readonlyRootFilesystem"] is True
@@ -149,6 +155,27 @@ def test_render_names_every_missing_variable_and_writes_nothing(tmp_path: Path) 
     assert result.returncode == 1
     assert "set these environment variables first: HEALTH_CHECK_FUNCTION, LOG_GROUP" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_render_requires_the_task_role_the_pipeline_may_pass(tmp_path: Path) -> None:
+    env = {k: v for k, v in BUILD_ENV.items() if k != "TASK_ROLE_ARN"}
+    result = _render(tmp_path / "out", env)
+    assert result.returncode == 1
+    assert "set these environment variables first: TASK_ROLE_ARN" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_variable_render_reads_is_set_by_the_build_project_or_codebuild(tmp_path: Path) -> None:
+    """render.py with only what CodeBuild would give it: the project's variables, CodeBuild's own, make's."""
+    properties = load_template("cicd-pipeline.yaml")["Resources"]["BuildProject"]["Properties"]
+    project = [variable["Name"] for variable in properties["Environment"]["EnvironmentVariables"]]
+    recipe = make_dry_run("deploy-artifacts").stdout.splitlines()
+    (command,) = [line for line in recipe if "render.py" in line]
+    from_make = re.findall(r"(?:^|\s)([A-Z][A-Z0-9_]*)=", command.split("render.py")[0])
+    assert from_make, command
+    env = {name: f"value-of-{name}" for name in [*project, *CODEBUILD_VARIABLES, *from_make]}
+    result = _render(tmp_path / "out", env)
+    assert result.returncode == 0, result.stderr
 
 
 def test_render_refuses_a_value_that_breaks_the_json(tmp_path: Path) -> None:
