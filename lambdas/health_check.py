@@ -6,7 +6,11 @@ Two triggers, one function:
   TEST_URL while a deployment of the deployment group is in flight, then publishes in one PutMetricData call,
   namespace METRIC_NAMESPACE: HealthCheckFailed (0/1), ErrorRate (percent of failed probes) and LatencyP95
   (milliseconds) with dimensions {Service, Environment, Listener=production|test}, and the production verdict
-  also with {Service, Environment}: what the health-check alarm reads.
+  also with {Service, Environment}: what the health-check alarm reads. With {Service, Environment} it also
+  publishes DeploymentOverdue: 1 while the deployment in flight is older than DEPLOYMENT_TIMEOUT (its
+  createTime, from GetDeployment) and not yet in its bake, else 0. Nothing on AWS stops a deployment stuck
+  in install or in the shift before CodeDeploy's own hour; the deployment-overdue alarm on this metric has
+  the auto-rollback Lambda stop it.
 - CodeDeploy lifecycle hook (AfterAllowTestTraffic: {"DeploymentId", "LifecycleEventHookExecutionId"}): probes
   the replacement through TEST_URL for up to VALIDATION_ROUNDS rounds, VALIDATION_INTERVAL_SECONDS apart, then
   ALWAYS answers PutLifecycleEventHookExecutionStatus: Failed once ALARM_THRESHOLD rounds failed (or the last
@@ -36,6 +40,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -343,19 +348,54 @@ def deployment_in_flight(config: Config) -> str | None:
     return deployments[0] if deployments else None
 
 
+def in_bake(deployment: Mapping[str, Any]) -> bool:
+    """Traffic has fully shifted and the original waits TerminationWaitTimeInMinutes: not counted as stuck.
+    (botocore: instanceTerminationWaitTimeStarted is true "as soon as the termination wait period starts".)"""
+    return bool(deployment.get("instanceTerminationWaitTimeStarted")) or deployment.get("status") == "Baking"
+
+
+def overdue_datum(in_flight: str | None, config: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The DeploymentOverdue datum (none when the deployment cannot be read) and what to log about it."""
+    overdue, age = False, 0.0
+    if in_flight is not None:
+        try:
+            info = CODEDEPLOY.get_deployment(deploymentId=in_flight)["deploymentInfo"]
+            created = info["createTime"]
+            age = time.time() - (created.timestamp() if isinstance(created, datetime) else float(created))
+        except (ClientError, BotoCoreError, KeyError, TypeError, ValueError) as exc:
+            log("deployment age unknown; DeploymentOverdue not published", logging.WARNING, error=str(exc))
+            return [], {"deployment_age_s": None}
+        overdue = age >= config.deployment_timeout and not in_bake(info)
+    dimensions = [
+        {"Name": "Service", "Value": config.service_name},
+        {"Name": "Environment", "Value": config.environment},
+    ]
+    datum = {
+        "MetricName": "DeploymentOverdue",
+        "Dimensions": dimensions,
+        "Value": float(overdue),
+        "Unit": "None",
+    }
+    return [datum], {"deployment_age_s": round(age, 1), "deployment_overdue": overdue}
+
+
 def run_scheduled(config: Config) -> dict[str, Any]:
     """Probe production (and test during a deployment), publish the metrics, report the verdict."""
     listeners = {"production": config.production_url}
+    lookup_failed = False
     try:
         in_flight = deployment_in_flight(config)
     except (ClientError, BotoCoreError) as exc:
-        in_flight = None
+        in_flight, lookup_failed = None, True
         log("deployment lookup failed; probing production only", logging.WARNING, error=str(exc))
     if in_flight is not None:
         listeners["test"] = config.test_url
     rounds = probe_round(listeners, config)
+    extra, age_fields = ([], {}) if lookup_failed else overdue_datum(in_flight, config)
     try:
-        publish(rounds, config)
+        CLOUDWATCH.put_metric_data(
+            Namespace=config.metric_namespace, MetricData=metric_data(rounds, config) + extra
+        )
     except (ClientError, BotoCoreError) as exc:
         log(
             "metrics not published",
@@ -370,6 +410,7 @@ def run_scheduled(config: Config) -> dict[str, Any]:
         verdict=verdict,
         deployment_in_flight=in_flight,
         rounds=[r.summary() for r in rounds.values()],
+        **age_fields,
     )
     return {"trigger": "schedule", "verdict": verdict, "deploymentId": in_flight}
 

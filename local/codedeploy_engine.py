@@ -6,10 +6,13 @@ run the appspec's lifecycle hooks (AfterAllowTestTraffic: the hook Lambda is inv
 CodeDeploy waits for PutLifecycleEventHookExecutionStatus, at most the hook timeout), shift production traffic
 by the deployment configuration (canary, linear or all at once), keep the original for
 TerminationWaitTimeInMinutes, then terminate it. All along it polls the alarms of the deployment's alarm
-configuration (the group's, or the deployment's overrideAlarmConfiguration) and honours StopDeployment; the
-install, hooks and shift must end within DEPLOYMENT_TIMEOUT (the bake is not counted). On hook failure,
-alarm, stop or timeout both listeners go back to the original, the replacement is deregistered and stopped,
-the status and errorInformation are what CodeDeploy reports (Failed/HOOK_EXECUTION_FAILURE or TIMEOUT,
+configuration (the group's, or the deployment's overrideAlarmConfiguration) and honours StopDeployment.
+Replacement tasks that fail to start are started again, every TASK_RETRY_AWS_SECONDS, as ECS's service
+scheduler does, and the deployment stays in install meanwhile: like AWS, nothing here ends a deployment
+that never becomes healthy before the hook's hour. DEPLOYMENT_TIMEOUT is the product's to enforce (the
+health check's DeploymentOverdue metric and the auto-rollback Lambda), so the drill exercises that path.
+On hook failure, alarm or stop both listeners go back to the original, the replacement is deregistered and
+stopped, the status and errorInformation are what CodeDeploy reports (Failed/HOOK_EXECUTION_FAILURE,
 Stopped/ALARM_ACTIVE or MANUAL_STOP) and, when the AutoRollbackConfiguration asks for it, AWS's rollback
 deployment is recorded. Deployment-group triggers are published to their SNS topics.
 """
@@ -34,6 +37,8 @@ from local.moto_server import ACCOUNT_ID, REGION
 from local.timescale import TimeScale
 
 HOOK_TIMEOUT_SECONDS = 3600
+# ECS starts a failed task's replacement after a pause (its service scheduler throttles repeated failures).
+TASK_RETRY_AWS_SECONDS = 60.0
 HOOK_ORDER_BEFORE_TEST = ("BeforeInstall", "AfterInstall")
 Emit = Callable[..., None]
 
@@ -75,7 +80,6 @@ class Run:
     prod_listener: str | None = None
     test_listener: str | None = None
     replacement_tasks: list[Task] = field(default_factory=list)
-    deadline: float = float("inf")
     routed: bool = False
     thread: threading.Thread | None = None
 
@@ -94,7 +98,6 @@ class EcsBlueGreenEngine:
         publish: Callable[[str, str, str], None],
         scale: TimeScale,
         emit: Emit,
-        deployment_timeout: float = 900.0,
         tick: float = 0.05,
     ) -> None:
         self._elbv2 = elbv2
@@ -105,7 +108,6 @@ class EcsBlueGreenEngine:
         self._publish = publish
         self._scale = scale
         self._emit = emit
-        self._timeout = deployment_timeout
         self._tick = tick
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
@@ -161,7 +163,6 @@ class EcsBlueGreenEngine:
             "GetDeploymentGroup",
             {"applicationName": dep["applicationName"], "deploymentGroupName": dep["deploymentGroupName"]},
         )["deploymentGroupInfo"]
-        run.deadline = time.monotonic() + self._scale.drill(self._timeout)
         try:
             self._deploy(service, run, dep, group)
         except Abort as abort:
@@ -202,10 +203,7 @@ class EcsBlueGreenEngine:
             if name in HOOK_ORDER_BEFORE_TEST:
                 self._hook(service, run, name, fn, check)
         count = self._desired_count(group) or max(1, len(self._tasks_in(run.original_tg)))
-        try:
-            run.replacement_tasks = self._runner.start(task_definition, count)
-        except TaskFailedToStart as exc:
-            raise Abort("Failed", "ECS_UPDATE_ERROR", str(exc)) from exc
+        run.replacement_tasks = self._start_tasks(run, task_definition, count, check)
         self._runner.register(run.replacement_tasks, run.replacement_tg)
         self._emit(
             "install", f"replacement task set {version}: {count} task(s) registered", deployment=dep_id
@@ -236,8 +234,7 @@ class EcsBlueGreenEngine:
         for name, fn in hooks:
             if name == "AfterAllowTraffic":
                 self._hook(service, run, name, fn, check)
-        # DEPLOYMENT_TIMEOUT bounds install, hooks and the shift; the bake is TerminationWaitTimeInMinutes.
-        run.deadline = float("inf")
+        service.start_termination_wait(dep_id)
         bake = float(
             (
                 (group.get("blueGreenDeploymentConfiguration") or {}).get(
@@ -309,10 +306,6 @@ class EcsBlueGreenEngine:
         def check() -> None:
             if run.stop.is_set():
                 raise Abort("Stopped", "MANUAL_STOP", "The deployment was stopped by a user.")
-            if time.monotonic() > run.deadline:
-                raise Abort(
-                    "Failed", "TIMEOUT", f"The deployment exceeded DEPLOYMENT_TIMEOUT ({self._timeout:g} s)."
-                )
             if alarms:
                 active = [
                     a["AlarmName"]
@@ -329,6 +322,21 @@ class EcsBlueGreenEngine:
                     )
 
         return check
+
+    def _start_tasks(
+        self, run: Run, task_definition: str, count: int, check: Callable[[], None]
+    ) -> list[Task]:
+        """The replacement task set, started again while its tasks fail (ECS's service scheduler)."""
+        while True:
+            try:
+                return self._runner.start(task_definition, count)
+            except TaskFailedToStart as exc:
+                self._emit(
+                    "install",
+                    f"replacement task stopped ({str(exc)[:120]}); ECS starts another",
+                    deployment=run.deployment_id,
+                )
+            self._wait(self._scale.drill(TASK_RETRY_AWS_SECONDS), check)
 
     def _wait(self, seconds: float, check: Callable[[], None]) -> None:
         end = time.monotonic() + seconds

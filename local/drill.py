@@ -82,6 +82,13 @@ SCENARIOS: dict[str, Scenario] = {
             lambda _s: {"FAULT_LATENCY_MS": "30000"},
         ),
         Scenario(
+            "stuck-install",
+            "Release that never becomes healthy (a bad setting: its tasks exit at start, ECS keeps retrying)",
+            "stuck in install; after DEPLOYMENT_TIMEOUT the health check reports it overdue and the "
+            "auto-rollback Lambda stops it with rollback; never receives traffic; 0 failed user requests",
+            lambda _s: {"FAULT_ERROR_RATE": "2.0"},
+        ),
+        Scenario(
             "noisy-healthy",
             "Healthy but noisy release (2% of requests fail, below the 5% threshold) - bench only",
             "promoted: no false rollback",
@@ -97,7 +104,14 @@ SCENARIOS: dict[str, Scenario] = {
         ),
     )
 }
-ORDER = ["healthy", "broken-health", "bad-under-traffic", "hanging", "regression-after-completion"]
+ORDER = [
+    "healthy",
+    "broken-health",
+    "bad-under-traffic",
+    "hanging",
+    "stuck-install",
+    "regression-after-completion",
+]
 
 
 @dataclass
@@ -271,7 +285,8 @@ def run_scenario(  # noqa: PLR0915 - one scenario, start to finish
         for e in events
         if e.kind == "lambda"
         and (e.data.get("record") or {}).get("function") == "auto_rollback"
-        and (e.data.get("record") or {}).get("action") in ("stopped", "redeployed", "none", "failed")
+        and (e.data.get("record") or {}).get("action")
+        in ("stopped", "redeployed", "attention", "none", "failed")
     ]
     restores = [e for e in events if e.kind == "restore"]
     decision_t: float | None = None
@@ -288,6 +303,9 @@ def run_scenario(  # noqa: PLR0915 - one scenario, start to finish
         }.get(str(code), str(code))
     if restores:
         restore_t = restores[0].t
+    overdue = [e for e in events if e.kind == "alarm" and "deployment-overdue" in str(e.data.get("alarm"))]
+    if any(e.data.get("new") == "ALARM" for e in overdue):
+        gate = "deployment timeout (DeploymentOverdue alarm -> auto-rollback Lambda StopDeployment)"
     if resurrection is not None:
         redeploy_events = [
             e for e in lambda_actions if (e.data.get("record") or {}).get("action") == "redeployed"
@@ -429,6 +447,8 @@ def check(scenario: Scenario, r: dict[str, Any], version: str) -> list[str]:  # 
                 problems.append("no alarm fired")
             if not r["auto_rollback_lambda"]:
                 problems.append("the auto-rollback Lambda did not react")
+    elif scenario.name == "stuck-install":
+        problems += _stuck_install_problems(r)
     elif scenario.name == "regression-after-completion":
         if status != "Succeeded":
             problems.append(f"release {status}, expected promoted first")
@@ -441,6 +461,26 @@ def check(scenario: Scenario, r: dict[str, Any], version: str) -> list[str]:  # 
             problems.append(
                 f"{len(r['automatic_redeployments'])} automatic redeployments, expected one (no loop)"
             )
+    return problems
+
+
+def _stuck_install_problems(r: dict[str, Any]) -> list[str]:
+    problems = []
+    status = r["deployment"]["status"]
+    code = (r["deployment"]["errorInformation"] or {}).get("code")
+    if status != "Stopped" or code != "MANUAL_STOP":
+        problems.append(f"deployment {status} ({code}), expected Stopped by the auto-rollback Lambda")
+    if not r["gate"].startswith("deployment timeout"):
+        problems.append(f"stopped by {r['gate']}, expected the deployment timeout")
+    if not any(a["action"] == "stopped" for a in r["auto_rollback_lambda"]):
+        problems.append("the auto-rollback Lambda did not stop it")
+    if "DEPLOYMENT_TIMEOUT" not in " ".join(n["subject"] for n in r["notifications"]):
+        problems.append("no notification naming DEPLOYMENT_TIMEOUT")
+    users = r["users"]
+    if r["production_traffic_reached_release"] or users["failed"] or users["timed_out"]:
+        problems.append(f"users were affected: {users['by_version']}")
+    if len(r["rollback_deployments"]) != 1:
+        problems.append(f"{len(r['rollback_deployments'])} rollbacks, expected exactly one")
     return problems
 
 

@@ -40,7 +40,11 @@ GROUP = f"{PROJECT}-{ENVIRONMENT}-{SERVICE}"
 IMAGE_REPO = f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/{PROJECT}-{ENVIRONMENT}-{SERVICE}"
 # Lambda environment values that are AWS durations: divided by the time-scale factor (whole seconds where the
 # function wants an integer). Network timeouts are scaled with the floor. Everything else is the template's.
-SCALED_SECONDS = {"VALIDATION_INTERVAL_SECONDS": False, "ROLLBACK_COOLDOWN_SECONDS": True}
+SCALED_SECONDS = {
+    "VALIDATION_INTERVAL_SECONDS": False,
+    "ROLLBACK_COOLDOWN_SECONDS": True,
+    "DEPLOYMENT_TIMEOUT": True,
+}
 NETWORK_SECONDS = ("PROBE_CONNECT_TIMEOUT", "PROBE_READ_TIMEOUT")
 
 
@@ -243,9 +247,6 @@ class World:
             publish=self.sns_delivery.publish,
             scale=self.scale,
             emit=self.emit,
-            deployment_timeout=float(
-                self.stacks.stacks["lambda-functions-stack"].resolved_parameters.get("DeploymentTimeout", 900)
-            ),
         )
         self.service.engine = self.engine
         if self.literal:

@@ -16,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local.codedeploy import CodeDeployService
+from local.codedeploy.service import CodeDeployError
 
 APP = "phoenix-dev"
 GROUP = "phoenix-dev-sample-app"
@@ -120,6 +121,12 @@ def world(
         ),
         ("ROLLBACK_COOLDOWN_SECONDS", "soon", "ROLLBACK_COOLDOWN_SECONDS must be a whole number"),
         ("ENVIRONMENT", "production", "ENVIRONMENT must be one of"),
+        ("NOTIFY_NO_ACTION", "sometimes", "NOTIFY_NO_ACTION must be true or false"),
+        (
+            "DEPLOYMENT_TIMEOUT_ALARM_NAME",
+            "not-listed",
+            "DEPLOYMENT_TIMEOUT_ALARM_NAME must be one of ALARM_NAMES",
+        ),
     ],
 )
 def test_bad_configuration_names_the_variable(world: World, variable: str, value: str, message: str) -> None:
@@ -194,8 +201,9 @@ def test_a_deployment_codedeploy_already_stopped_is_left_alone(world: World) -> 
     module = world.function()
     snapshot = world.service.get(in_flight)
     boto3.client("codedeploy").stop_deployment(deploymentId=in_flight, autoRollbackEnabled=True)
+    _wait_until(lambda: world.service.get(in_flight)["status"] == "Stopped")
     [alarm] = module.parse_alarms(world.event("sns-cloudwatch-alarm"))
-    outcome = module.stop_in_flight(snapshot, alarm)
+    outcome = module.stop_in_flight(snapshot, alarm, module.CONFIG, time.monotonic() + 5)
     assert outcome.action == "none"
     assert outcome.headline == f"deployment {in_flight} already stopped by CodeDeploy"
     assert (
@@ -208,9 +216,12 @@ def test_a_rollback_in_flight_is_not_stopped(world: World, lambda_context: Any) 
     world.seed(1, 300)
     world.seed(2, 200, status="Stopped")
     rollback = world.seed(1, 100, status="InProgress", creator="codeDeployRollback")
-    result = world.function().lambda_handler(world.event("eventbridge-alarm-state-change"), lambda_context)
+    event = world.event("eventbridge-alarm-state-change")
+    result = world.function().lambda_handler(event, lambda_context)
     assert result["outcomes"][0]["headline"] == f"rollback {rollback} already in progress"
     assert world.service.get(rollback)["status"] == "InProgress"
+    assert world.notifications() == []  # nothing needed: logged, not mailed
+    world.function(NOTIFY_NO_ACTION="true").lambda_handler(event, lambda_context)
     assert world.notifications()[0]["subject"].startswith("[dev] sample-app: NO ACTION")
 
 
@@ -273,9 +284,10 @@ def test_no_action_and_a_clear_notification_without_an_earlier_good_revision(
     world.seed(1, 100)
     result = world.function().lambda_handler(world.event("sns-cloudwatch-alarm"), lambda_context)
     assert result["outcomes"][0]["headline"] == "no earlier known-good revision: nothing redeployed"
-    [mail] = world.notifications()
+    [mail] = world.notifications()  # people must act (ship a fix): mailed whatever NOTIFY_NO_ACTION says
     assert (
-        mail["subject"] == "[dev] sample-app: NO ACTION - no earlier known-good revision: nothing redeployed"
+        mail["subject"]
+        == "[dev] sample-app: ACTION NEEDED - no earlier known-good revision: nothing redeployed"
     )
 
 
@@ -305,7 +317,7 @@ def test_duplicate_deliveries_give_one_redeployment(world: World, lambda_context
 
 
 @pytest.mark.parametrize("in_flight", [True, False], ids=["stop", "resurrect"])
-def test_the_same_alarm_ten_times_at_once_gives_one_rollback(
+def test_the_same_alarm_ten_times_at_once_gives_one_rollback(  # even without reserved concurrency
     world: World, lambda_context: Any, in_flight: bool
 ) -> None:
     world.seed(1, 3000)
@@ -332,10 +344,176 @@ def test_the_same_alarm_ten_times_at_once_gives_one_rollback(
         thread.join()
     assert errors == []
     actions = sorted(o["action"] for o in results)
-    assert actions == ["none"] * 9 + ["stopped" if in_flight else "redeployed"]
+    if in_flight:  # unserialised, every delivery asks; CodeDeploy acts on the first stop only
+        assert set(actions) <= {"stopped", "none"}
+        assert "stopped" in actions
+    else:
+        assert actions == ["none"] * 9 + ["redeployed"]
     infos = [world.service.get(i) for i in world.service.deployment_ids()]
     rollbacks = [d for d in infos if d["creator"] == "codeDeployRollback" or d in world.created_by_function()]
     assert len(rollbacks) == 1
+
+
+def test_deliveries_serialised_while_the_stop_is_pending_give_one_stop_and_one_mail(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """StopDeployment answers Pending (AWS); reserved concurrency 1 queues the other deliveries behind the
+    first, which waits until CodeDeploy has stopped the deployment: the rest find the rollback."""
+    world.seed(1, 3000)
+    in_flight = world.seed(2, 10, status="InProgress")
+    world.service.stop_delay = 1.0
+    stops: list[str] = []
+    real_stop = world.service._op_StopDeployment
+
+    def counted(params: dict[str, Any]) -> dict[str, Any]:
+        stops.append(str(params.get("deploymentId")))
+        return real_stop(params)
+
+    monkeypatch.setattr(world.service, "_op_StopDeployment", counted)
+    module = world.function()
+    one_at_a_time = threading.Lock()  # the function's ReservedConcurrentExecutions: 1
+    outcomes: list[dict[str, Any]] = []
+
+    def deliver(sample: str) -> None:
+        with one_at_a_time:
+            outcomes.extend(module.lambda_handler(world.event(sample), lambda_context)["outcomes"])
+
+    samples = ["sns-cloudwatch-alarm", "eventbridge-alarm-state-change", "cloudwatch-alarm-direct-invoke"] * 2
+    threads = [threading.Thread(target=deliver, args=(sample,)) for sample in samples]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert stops == [in_flight]
+    assert sorted(o["action"] for o in outcomes) == ["none"] * 5 + ["stopped"]
+    stopped = next(o for o in outcomes if o["action"] == "stopped")
+    assert stopped["status"] == "Stopped"
+    assert (
+        stopped["rollback_deployment"] == world.service.get(in_flight)["rollbackInfo"]["rollbackDeploymentId"]
+    )
+    [mail] = world.notifications()
+    assert "ROLLED BACK - stopped deployment" in mail["subject"]
+
+
+def test_the_in_flight_deployment_is_found_whatever_order_list_deployments_answers_in(
+    world: World, lambda_context: Any
+) -> None:
+    """ListDeployments has no documented order (the stand-in answers oldest first): more finished deployments
+    than HISTORY_MAX_DEPLOYMENTS must not hide the one in flight, nor the newest good revision."""
+    for n in range(130):
+        world.seed(1 + n % 2, 10_000 - n)
+    in_flight = world.seed(9, 5, status="InProgress")
+    result = world.function().lambda_handler(world.event("sns-cloudwatch-alarm"), lambda_context)
+    assert [o["action"] for o in result["outcomes"]] == ["stopped"]
+    assert result["outcomes"][0]["deployment"] == in_flight
+    _wait_until(lambda: world.service.get(in_flight)["status"] == "Stopped")
+    world.service.set_status(
+        world.service.get(in_flight)["rollbackInfo"]["rollbackDeploymentId"], "Succeeded"
+    )
+
+
+def test_the_newest_history_is_read_even_when_listed_last(world: World, lambda_context: Any) -> None:
+    for n in range(120):  # v1 and v2 alternate for a long time, then v3 is serving
+        world.seed(1 + n % 2, 100_000 - n * 10)
+    serving = world.seed(3, 100)
+    result = world.function().lambda_handler(world.event("sns-cloudwatch-alarm"), lambda_context)
+    [outcome] = result["outcomes"]
+    assert outcome["action"] == "redeployed"
+    assert outcome["serving_deployment"] == serving
+    [created] = world.created_by_function()
+    assert created["revision"]["appSpecContent"]["content"] == appspec(2)  # the newest good one before v3
+
+
+def test_the_redeployment_reads_the_appspec_back_through_get_application_revision(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS's deployment records carry only the AppSpec's sha256 (GetDeployment's documentation)."""
+    world.seed(1, 3000)
+    world.seed(2, 100)
+    asked: list[dict[str, Any]] = []
+    real = world.service._op_GetApplicationRevision
+
+    def counted(params: dict[str, Any]) -> dict[str, Any]:
+        asked.append(params)
+        return real(params)
+
+    monkeypatch.setattr(world.service, "_op_GetApplicationRevision", counted)
+    world.function().lambda_handler(world.event("sns-cloudwatch-alarm"), lambda_context)
+    [created] = world.created_by_function()
+    assert created["revision"]["appSpecContent"]["content"] == appspec(1)
+    assert {"revisionType": "AppSpecContent", "appSpecContent": {"sha256": _sha(1)}} in [
+        a["revision"] for a in asked
+    ]
+
+
+def test_an_unreadable_good_revision_is_said_and_nothing_is_deployed(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.seed(1, 3000)
+    world.seed(2, 100)
+
+    def missing(params: dict[str, Any]) -> dict[str, Any]:
+        raise CodeDeployError("RevisionDoesNotExistException", "The named revision does not exist.")
+
+    monkeypatch.setattr(world.service, "_op_GetApplicationRevision", missing)
+    with pytest.raises(ClientError, match="RevisionDoesNotExistException"):
+        world.function().lambda_handler(world.event("sns-cloudwatch-alarm"), lambda_context)
+    assert world.created_by_function() == []
+    [mail] = world.notifications()
+    assert mail["subject"].startswith("[dev] sample-app: FAILED")
+    assert "RevisionDoesNotExistException" in mail["body"]
+
+
+# ----------------------------------------------------------------------------------------- deployment timeout
+OVERDUE = "phoenix-dev-deployment-overdue"
+
+
+def _overdue_event(world: World) -> Any:
+    event = world.event("eventbridge-alarm-state-change")
+    event["detail"]["alarmName"] = OVERDUE
+    return event
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (1000, False, "stopped", "DEPLOYMENT_TIMEOUT: stopped deployment"),
+        (300, False, "none", "within DEPLOYMENT_TIMEOUT (900 s): a stale alarm"),
+        (1000, True, "none", "is in its bake: not stuck"),
+    ],
+    ids=["overdue", "young", "baking"],
+)
+def test_the_deployment_timeout_alarm_stops_only_a_deployment_stuck_past_the_timeout(
+    world: World, lambda_context: Any, case: tuple[float, bool, str, str]
+) -> None:
+    age_s, bake, expected, headline = case
+    world.seed(1, 3000)
+    in_flight = world.seed(2, age_s, status="InProgress")
+    if bake:
+        world.service.start_termination_wait(in_flight)
+    env = {"ALARM_NAMES": f"{ALARM},{OVERDUE}", "DEPLOYMENT_TIMEOUT_ALARM_NAME": OVERDUE}
+    result = world.function(**env).lambda_handler(_overdue_event(world), lambda_context)
+    [outcome] = result["outcomes"]
+    assert outcome["action"] == expected
+    assert headline in outcome["headline"]
+    mails = world.notifications()
+    if expected == "stopped":
+        assert world.service.get(in_flight)["status"] == "Stopped"
+        [mail] = mails
+        assert "DEPLOYMENT_TIMEOUT" in mail["subject"]
+        assert "longer than DEPLOYMENT_TIMEOUT (900 s)" in mail["body"]
+    else:
+        assert world.service.get(in_flight)["status"] == "InProgress"
+        assert mails == []
+
+
+def test_the_deployment_timeout_alarm_never_redeploys(world: World, lambda_context: Any) -> None:
+    world.seed(1, 3000)
+    world.seed(2, 100)
+    env = {"ALARM_NAMES": f"{ALARM},{OVERDUE}", "DEPLOYMENT_TIMEOUT_ALARM_NAME": OVERDUE}
+    result = world.function(**env).lambda_handler(_overdue_event(world), lambda_context)
+    assert result["outcomes"][0]["headline"] == "deployment timeout alarm, but no deployment is in flight"
+    assert world.created_by_function() == []
 
 
 # --------------------------------------------------------------------------------------------- AWS failures
@@ -352,6 +530,13 @@ def test_clients_use_botocore_standard_retries(world: World) -> None:
     module = world.function()
     assert module.CODEDEPLOY.meta.config.retries["mode"] == "standard"
     assert module.SNS.meta.config.retries["mode"] == "standard"
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
 
 
 def _sha(version: int) -> str:

@@ -41,7 +41,24 @@ def test_deployment_group_and_deployment_have_aws_shapes(client: Any, codedeploy
     assert info["description"] == "release 2"
     assert info["revision"]["revisionType"] == "AppSpecContent"
     assert len(info["revision"]["appSpecContent"]["sha256"]) == 64
-    assert info["previousRevision"]["appSpecContent"]["content"] == "v1"
+    # GetDeployment's documentation: appSpecContent.content is always null; GetApplicationRevision has it.
+    for record in (info, *client.batch_get_deployments(deploymentIds=[second])["deploymentsInfo"]):
+        assert "content" not in record["revision"]["appSpecContent"]
+        assert "content" not in record["previousRevision"]["appSpecContent"]
+    stored = client.get_application_revision(
+        applicationName=APP,
+        revision={
+            "revisionType": "AppSpecContent",
+            "appSpecContent": info["previousRevision"]["appSpecContent"],
+        },
+    )
+    assert stored["revision"]["appSpecContent"]["content"] == "v1"
+    assert stored["revisionInfo"]["deploymentGroups"] == [GROUP]
+    with pytest.raises(client.exceptions.RevisionDoesNotExistException):
+        client.get_application_revision(
+            applicationName=APP,
+            revision={"revisionType": "AppSpecContent", "appSpecContent": {"sha256": "0" * 64}},
+        )
     assert isinstance(info["createTime"], datetime)
     assert info["computePlatform"] == "ECS"
     group = client.get_deployment_group(applicationName=APP, deploymentGroupName=GROUP)["deploymentGroupInfo"]
@@ -126,7 +143,11 @@ def test_one_deployment_in_flight_per_group_even_when_requested_concurrently(cli
     assert created[0] in refused[0]
 
 
-def test_list_deployments_filters_newest_first_and_pages(client: Any, codedeploy: CodeDeployService) -> None:
+def test_list_deployments_filters_and_pages_in_no_newest_first_order(
+    client: Any, codedeploy: CodeDeployService
+) -> None:
+    """AWS documents no order for ListDeployments: the stand-in answers oldest first, so code that reads the
+    first page as "the newest deployments" misses the one in flight here, as it can on AWS."""
     now = time.time()
     ids = [
         codedeploy.seed_deployment(APP, GROUP, f"v{i}", create_time=now - 1000 + i, status="Succeeded")
@@ -134,13 +155,13 @@ def test_list_deployments_filters_newest_first_and_pages(client: Any, codedeploy
     ]
     in_flight = codedeploy.seed_deployment(APP, GROUP, "v-new", create_time=now, status="InProgress")
     page = client.list_deployments(applicationName=APP, deploymentGroupName=GROUP)
-    assert page["deployments"][:2] == [in_flight, ids[-1]]
     assert len(page["deployments"]) == 100
+    assert in_flight not in page["deployments"]
     rest = client.list_deployments(
         applicationName=APP, deploymentGroupName=GROUP, nextToken=page["nextToken"]
     )
-    assert rest["deployments"] == list(reversed(ids[:5]))
     assert "nextToken" not in rest
+    assert sorted(page["deployments"] + rest["deployments"]) == sorted([*ids, in_flight])
     only = client.list_deployments(
         applicationName=APP, deploymentGroupName=GROUP, includeOnlyStatuses=["InProgress", "Ready"]
     )
@@ -153,7 +174,16 @@ def test_list_deployments_filters_newest_first_and_pages(client: Any, codedeploy
             "end": datetime.fromtimestamp(now - 1, UTC),
         },
     )
-    assert recent["deployments"] == list(reversed(ids[102:]))
+    assert sorted(recent["deployments"]) == sorted(ids[102:])
+
+
+def wait_status(client: Any, deployment: str, status: str, timeout: float = 5.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        info: dict[str, Any] = client.get_deployment(deploymentId=deployment)["deploymentInfo"]
+        if info["status"] == status or time.monotonic() > deadline:
+            return info
+        time.sleep(0.02)
 
 
 def test_stop_with_auto_rollback_creates_the_rollback_deployment(
@@ -164,15 +194,22 @@ def test_stop_with_auto_rollback_creates_the_rollback_deployment(
         "deploymentId"
     ]
     answer = client.stop_deployment(deploymentId=bad, autoRollbackEnabled=True)
-    assert answer["status"] == "Succeeded"
-    stopped = client.get_deployment(deploymentId=bad)["deploymentInfo"]
+    # Asynchronous, as on AWS: Pending, the deployment still in flight, then Stopped.
+    assert answer["status"] == "Pending"
+    assert client.get_deployment(deploymentId=bad)["deploymentInfo"]["status"] == "Created"
+    assert client.stop_deployment(deploymentId=bad, autoRollbackEnabled=True)["status"] == "Pending"
+    stopped = wait_status(client, bad, "Stopped")
     assert stopped["status"] == "Stopped"
     rollback_id = stopped["rollbackInfo"]["rollbackDeploymentId"]
     [rollback] = client.batch_get_deployments(deploymentIds=[rollback_id, "d-NOTTHERE1"])["deploymentsInfo"]
     assert rollback["creator"] == "codeDeployRollback"
     assert rollback["rollbackInfo"]["rollbackTriggeringDeploymentId"] == bad
-    assert rollback["revision"]["appSpecContent"]["content"] == "v1"
-    assert rollback["revision"] == codedeploy.get(good)["revision"]
+    assert (
+        rollback["revision"]["appSpecContent"]["sha256"]
+        == codedeploy.get(good)["revision"]["appSpecContent"]["sha256"]
+    )
+    assert codedeploy.get(rollback_id)["revision"] == codedeploy.get(good)["revision"]
+    assert len(codedeploy.deployment_ids()) == 3  # the repeated stop made no second rollback
     with pytest.raises(client.exceptions.DeploymentAlreadyCompletedException):
         client.stop_deployment(deploymentId=bad, autoRollbackEnabled=True)
 
@@ -182,7 +219,7 @@ def test_stop_without_an_earlier_success_only_says_why(client: Any) -> None:
         "deploymentId"
     ]
     client.stop_deployment(deploymentId=only, autoRollbackEnabled=True)
-    info = client.get_deployment(deploymentId=only)["deploymentInfo"]
+    info = wait_status(client, only, "Stopped")
     assert info["status"] == "Stopped"
     assert "rollbackDeploymentId" not in info["rollbackInfo"]
     assert "no previous successful deployment" in info["rollbackInfo"]["rollbackMessage"]

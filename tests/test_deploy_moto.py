@@ -341,7 +341,9 @@ def test_the_auto_rollback_function_is_serialised_and_knows_its_alarms_and_topic
         "phoenix-dev-green-5xx-rate",
         "phoenix-dev-blue-latency-p95",
         "phoenix-dev-green-latency-p95",
+        "phoenix-dev-deployment-overdue",
     ]
+    assert variables["DEPLOYMENT_TIMEOUT_ALARM_NAME"] == "phoenix-dev-deployment-overdue"
     topics = [t["TopicArn"] for t in _client(endpoint, "sns", "us-east-1").list_topics()["Topics"]]
     assert variables["NOTIFICATIONS_TOPIC_ARN"] in topics
     assert any(t.endswith(":phoenix-dev-alarms") for t in topics)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -247,6 +248,30 @@ def test_scheduled_run_reports_unhealthy_production_and_probes_test_during_a_dep
     assert metric_values("HealthCheckFailed", **dims) == [1.0]
     assert metric_values("ErrorRate", **dims, Listener="production") == [100.0]
     assert metric_values("HealthCheckFailed", **dims, Listener="test") == [0.0]
+
+
+@pytest.mark.parametrize(
+    ("age_s", "bake", "overdue"),
+    [(None, False, 0.0), (100, False, 0.0), (1000, False, 1.0), (1000, True, 0.0)],
+    ids=["nothing-in-flight", "young", "stuck", "baking"],
+)
+def test_scheduled_run_reports_a_deployment_in_flight_longer_than_the_deployment_timeout(
+    harness: Harness, caplog: pytest.LogCaptureFixture, age_s: float | None, bake: bool, overdue: float
+) -> None:
+    """DeploymentOverdue (Service, Environment) is what the deployment-overdue alarm reads: DEPLOYMENT_TIMEOUT
+    on AWS, where nothing else stops a deployment stuck in install before CodeDeploy's own hour."""
+    caplog.set_level(logging.INFO)
+    if age_s is not None:
+        in_flight = harness.service.seed_deployment(
+            APP, GROUP, "version: 0.0 # v2", status="InProgress", create_time=time.time() - age_s
+        )
+        if bake:
+            harness.service.start_termination_wait(in_flight)
+    module = harness.function(harness.healthy, harness.healthy, DEPLOYMENT_TIMEOUT="900")
+    module.lambda_handler(harness.event("eventbridge-scheduled"), harness.context())
+    assert metric_values("DeploymentOverdue", Service="sample-app", Environment="dev") == [overdue]
+    [line] = [d for d in decisions(caplog) if d["decision"] == "scheduled health check"]
+    assert line["deployment_overdue"] is bool(overdue)
 
 
 # --------------------------------------------------------------------------------------------- lifecycle hook

@@ -5,6 +5,7 @@ No AWS and no server here (tests/test_deploy_moto.py deploys them); cfn-lint and
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,7 +189,7 @@ def test_every_alarm_explains_its_missing_data_choice() -> None:
     name = "lambda-functions.yaml"
     body = load_template(name)
     alarms = [k for k, v in body["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"]
-    assert len(alarms) == 6
+    assert len(alarms) == 7
     lines = (TEMPLATE_DIR / name).read_text().splitlines()
     treat = [n for n, line in enumerate(lines) if line.strip().startswith("TreatMissingData:")]
     assert len(treat) == len(alarms)
@@ -219,7 +220,7 @@ def lambda_variables(module: str) -> set[str]:
     """The environment variables a Lambda module reads (its load_config)."""
     source = (ROOT / "lambdas" / f"{module}.py").read_text()
     return set(re.findall(r'env(?:\.get)?\(?\s*(?:env,\s*)?"([A-Z][A-Z0-9_]+)"', source)) | set(
-        re.findall(r'_(?:required|integer|number|url)\(env, "([A-Z][A-Z0-9_]+)"', source)
+        re.findall(r'_(?:required|integer|number|url|flag)\(env, "([A-Z][A-Z0-9_]+)"', source)
     )
 
 
@@ -273,7 +274,13 @@ def test_the_deployment_group_rolls_back_on_failure_and_on_every_health_alarm() 
     }
     alarm_exports = {a["Name"]["Fn::ImportValue"]["Fn::Sub"] for a in group["AlarmConfiguration"]["Alarms"]}
     lambda_outputs = load_template("lambda-functions.yaml")["Outputs"]
-    expected = {f"${{LambdaStackName}}-{k}" for k in lambda_outputs if k.endswith("AlarmName")}
+    # Every health alarm gates the deployment; the deployment-overdue alarm reaches the auto-rollback Lambda
+    # only, which checks the deployment's age before stopping it.
+    expected = {
+        f"${{LambdaStackName}}-{k}"
+        for k in lambda_outputs
+        if k.endswith("AlarmName") and k != "DeploymentOverdueAlarmName"
+    }
     assert alarm_exports == expected
     assert len(expected) == 5
     config = group["BlueGreenDeploymentConfiguration"]["TerminateBlueInstancesOnDeploymentSuccess"]
@@ -282,3 +289,55 @@ def test_the_deployment_group_rolls_back_on_failure_and_on_every_health_alarm() 
         "DeploymentType": "BLUE_GREEN",
         "DeploymentOption": "WITH_TRAFFIC_CONTROL",
     }
+
+
+def test_the_deployment_overdue_alarm_reaches_the_auto_rollback_function_as_its_timeout_alarm() -> None:
+    resources = load_template("lambda-functions.yaml")["Resources"]
+    alarm = resources["DeploymentOverdueAlarm"]["Properties"]
+    variables = resources["AutoRollbackFunction"]["Properties"]["Environment"]["Variables"]
+    name = alarm["AlarmName"]
+    assert variables["DEPLOYMENT_TIMEOUT_ALARM_NAME"] == name
+    assert name in variables["ALARM_NAMES"]["Fn::Join"][1]
+    assert alarm["MetricName"] == "DeploymentOverdue"
+    assert alarm["Period"] == {"Ref": "HealthCheckInterval"}
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmsTopic"}]
+
+
+def _depends_on(resource: dict[str, Any]) -> set[str]:
+    explicit = resource.get("DependsOn", [])
+    named = {explicit} if isinstance(explicit, str) else set(explicit)
+    return named | references({"Resources": {"r": resource}})
+
+
+def test_both_listeners_depend_on_both_target_groups() -> None:
+    """After an odd number of deployments a listener forwards to green, which nothing else references: without
+    the dependency CloudFormation deletes green first and the stack deletion fails with ResourceInUse."""
+    resources = load_template("ecs-cluster.yaml")["Resources"]
+    groups = {k for k, v in resources.items() if v["Type"] == "AWS::ElasticLoadBalancingV2::TargetGroup"}
+    listeners = [k for k, v in resources.items() if v["Type"] == "AWS::ElasticLoadBalancingV2::Listener"]
+    assert len(groups) == 2
+    assert len(listeners) == 2
+    for listener in listeners:
+        assert groups <= _depends_on(resources[listener]), f"{listener} must depend on {sorted(groups)}"
+
+
+def test_every_security_group_declares_its_egress_inline(template: tuple[str, dict[str, Any]]) -> None:
+    """A group without inline SecurityGroupEgress keeps EC2's default allow-all egress rule; a separate
+    AWS::EC2::SecurityGroupEgress adds to it rather than replacing it."""
+    name, body = template
+    for resource, spec in body["Resources"].items():
+        if spec["Type"] == "AWS::EC2::SecurityGroup":
+            assert spec["Properties"].get("SecurityGroupEgress"), f"{name}: {resource} allows all egress"
+
+
+def test_the_registry_keeps_every_image_the_rollback_history_can_reach() -> None:
+    repository = load_template("ecs-cluster.yaml")["Resources"]["Repository"]["Properties"]
+    rules = json.loads(repository["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
+    [keep] = [
+        r["selection"]["countNumber"] for r in rules if r["selection"]["countType"] == "imageCountMoreThan"
+    ]
+    function = load_template("lambda-functions.yaml")["Resources"]["AutoRollbackFunction"]["Properties"]
+    history = int(function["Environment"]["Variables"]["HISTORY_MAX_DEPLOYMENTS"])
+    assert keep >= history, (
+        f"ECR keeps {keep} images; the auto-rollback Lambda reaches back {history} deployments"
+    )

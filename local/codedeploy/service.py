@@ -6,8 +6,16 @@ guards all state, so e.g. two concurrent CreateDeployment calls for one deployme
 and one DeploymentLimitExceededException, as on AWS.
 
 Operations: CreateApplication, CreateDeploymentGroup, GetDeploymentGroup, CreateDeployment, GetDeployment,
-BatchGetDeployments, ListDeployments (includeOnlyStatuses, createTimeRange, newest first, nextToken),
-StopDeployment (autoRollbackEnabled), PutLifecycleEventHookExecutionStatus.
+BatchGetDeployments, GetApplicationRevision, ListDeployments (includeOnlyStatuses, createTimeRange,
+nextToken), StopDeployment (autoRollbackEnabled), PutLifecycleEventHookExecutionStatus.
+
+What AWS leaves out, this leaves out too (botocore's CodeDeploy model is the reference):
+- GetDeployment and BatchGetDeployments never return the AppSpec text: "The content property of the
+  appSpecContent object in the returned revision is always null. Use GetApplicationRevision and the sha256
+  property" (GetDeployment's documentation). Deployment records carry only the sha256; the content comes
+  from GetApplicationRevision, keyed by that sha256 (every CreateDeployment registers its revision).
+- ListDeployments documents no order: this answers oldest first, so code that takes the first page for the
+  newest deployments fails here as it can on AWS.
 
 Engine seam (the ECS blue/green lifecycle plugs in here; `engine=None` keeps the built-in rules below):
 
@@ -22,6 +30,7 @@ call back into the service (or hand work to its own thread; it should return qui
 deployment with the Python-level methods, each thread-safe:
 
     set_status(deployment_id, status, *, error_code=None, error_message=None)   # Created -> InProgress -> ...
+    start_termination_wait(deployment_id)                                        # the bake has begun
     register_hook(deployment_id, lifecycle_event, execution_id=None) -> str      # then invoke the hook Lambda
     roll_back(deployment_id, message) -> str | None                              # AWS's rollback deployment
     get(deployment_id) -> dict                                                   # a deploymentInfo copy
@@ -29,11 +38,12 @@ deployment with the Python-level methods, each thread-safe:
 Built-in rules without an engine (and the parts the service always applies):
 - CreateDeployment: status Created, creator user; DeploymentLimitExceededException while another deployment
   of the group is not finished (Created, Queued, InProgress, Baking, Ready).
-- StopDeployment on a finished deployment: DeploymentAlreadyCompletedException. With an engine: answered
-  Pending, `on_stop` called once (a repeated stop while pending answers Pending again). Without: status
-  Stopped at once (errorInformation MANUAL_STOP) and, with autoRollbackEnabled, `roll_back`: a new deployment
-  of the last successful revision, creator codeDeployRollback, rollbackInfo linking both ways (or only a
-  rollbackMessage when there is no earlier successful deployment); answered Succeeded.
+- StopDeployment on a finished deployment: DeploymentAlreadyCompletedException. Otherwise always answered
+  Pending (asynchronous on AWS; a repeated stop while pending answers Pending again). With an engine,
+  `on_stop` is called once. Without, `stop_delay` seconds later: with autoRollbackEnabled, `roll_back` (a new
+  deployment of the last successful revision, creator codeDeployRollback, rollbackInfo linking both ways, or
+  only a rollbackMessage when there is no earlier successful deployment), then status Stopped
+  (errorInformation MANUAL_STOP).
 - PutLifecycleEventHookExecutionStatus: unknown execution id -> InvalidLifecycleEventHookExecutionIdException,
   answered twice -> LifecycleEventAlreadyCompletedException. Without an engine, Failed fails the deployment
   (HOOK_EXECUTION_FAILURE) and rolls it back when the autoRollbackConfiguration has DEPLOYMENT_FAILURE.
@@ -109,6 +119,36 @@ def _normalise_revision(revision: Any) -> JSON:
     return result
 
 
+def _revision_key(revision: JSON) -> str | None:
+    """How GetApplicationRevision finds a revision: the AppSpec's sha256, or the S3 / GitHub location."""
+    kind = revision.get("revisionType")
+    if kind == "AppSpecContent":
+        content = revision.get("appSpecContent") or {}
+        if isinstance(content.get("sha256"), str):
+            return f"sha256:{content['sha256']}"
+        if isinstance(content.get("content"), str):
+            return f"sha256:{hashlib.sha256(content['content'].encode()).hexdigest()}"
+        return None
+    location = revision.get("s3Location") or revision.get("gitHubLocation")
+    if isinstance(location, dict):
+        return f"{kind}:" + "|".join(f"{k}={location[k]}" for k in sorted(location))
+    return None
+
+
+def _without_content(revision: Any) -> Any:
+    if isinstance(revision, dict) and isinstance(revision.get("appSpecContent"), dict):
+        revision["appSpecContent"].pop("content", None)
+    return revision
+
+
+def _as_returned(deployment: JSON) -> JSON:
+    """A deploymentInfo as GetDeployment / BatchGetDeployments return it: no AppSpec content."""
+    info = copy.deepcopy(deployment)
+    for key in ("revision", "previousRevision"):
+        _without_content(info.get(key))
+    return info
+
+
 class CodeDeployService:
     """Thread-safe in-memory CodeDeploy; `call` is the API, the other public methods are the engine's."""
 
@@ -124,6 +164,9 @@ class CodeDeployService:
         self._order: list[str] = []
         self._hooks: dict[str, JSON] = {}
         self._stop_requested: set[str] = set()
+        self._revisions: dict[tuple[str, str], JSON] = {}
+        # Without an engine, how long after StopDeployment's Pending answer the stop takes effect.
+        self.stop_delay = 0.2
 
     # ------------------------------------------------------------------ API dispatch
     def call(self, operation: str, params: JSON) -> JSON:
@@ -248,6 +291,7 @@ class CodeDeployService:
         if status not in IN_FLIGHT_STATUSES:
             dep["startTime"] = now
             dep["completeTime"] = now
+        self._register_revision_locked(application, group, revision, now)
         self._deployments[dep_id] = dep
         self._order.append(dep_id)
         self._order.sort(key=lambda i: self._deployments[i]["createTime"])
@@ -265,6 +309,23 @@ class CodeDeployService:
                 "endTime": now,
             }
         return dep
+
+    def _register_revision_locked(self, application: str, group: str, revision: JSON, now: float) -> None:
+        """What CreateDeployment registers implicitly: GetApplicationRevision's answer for this revision."""
+        key = _revision_key(revision)
+        if not key:
+            return
+        stored = self._revisions.setdefault(
+            (application, key),
+            {
+                "revision": copy.deepcopy(revision),
+                "info": {"deploymentGroups": [], "firstUsedTime": now, "registerTime": now},
+            },
+        )
+        info = stored["info"]
+        info["lastUsedTime"] = now
+        if group not in info["deploymentGroups"]:
+            info["deploymentGroups"].append(group)
 
     def _set_status_locked(
         self, dep: JSON, status: str, error_code: str | None = None, error_message: str | None = None
@@ -326,7 +387,7 @@ class CodeDeployService:
 
     # ------------------------------------------------------------------ engine / test API
     def get(self, deployment_id: str) -> JSON:
-        """A copy of the deploymentInfo (DeploymentDoesNotExist raised as CodeDeployError)."""
+        """The engine's copy of a deploymentInfo, AppSpec content included (the API omits it)."""
         with self._lock:
             return copy.deepcopy(self._deployment(deployment_id))
 
@@ -340,6 +401,11 @@ class CodeDeployService:
     ) -> None:
         with self._lock:
             self._set_status_locked(self._deployment(deployment_id), status, error_code, error_message)
+
+    def start_termination_wait(self, deployment_id: str) -> None:
+        """Traffic has shifted: the original now waits TerminationWaitTimeInMinutes (the bake)."""
+        with self._lock:
+            self._deployment(deployment_id)["instanceTerminationWaitTimeStarted"] = True
 
     def roll_back(self, deployment_id: str, message: str = "") -> str | None:
         """Create AWS's rollback deployment for `deployment_id`: its id, None without an earlier success."""
@@ -502,15 +568,35 @@ class CodeDeployService:
 
     def _op_GetDeployment(self, params: JSON) -> JSON:
         with self._lock:
-            return {"deploymentInfo": copy.deepcopy(self._deployment(params.get("deploymentId")))}
+            return {"deploymentInfo": _as_returned(self._deployment(params.get("deploymentId")))}
 
     def _op_BatchGetDeployments(self, params: JSON) -> JSON:
         ids = params.get("deploymentIds") or []
         if len(ids) > BATCH_LIMIT:
             raise CodeDeployError("BatchLimitExceededException", "The maximum number of names or IDs allowed")
         with self._lock:
-            found = [copy.deepcopy(self._deployments[i]) for i in ids if i in self._deployments]
+            found = [_as_returned(self._deployments[i]) for i in ids if i in self._deployments]
         return {"deploymentsInfo": found}
+
+    def _op_GetApplicationRevision(self, params: JSON) -> JSON:
+        application = params.get("applicationName")
+        revision = params.get("revision")
+        if not isinstance(revision, dict) or not revision.get("revisionType"):
+            raise CodeDeployError("RevisionRequiredException", "The revision ID was not specified.")
+        with self._lock:
+            self._application(application)
+            key = _revision_key(revision)
+            stored = self._revisions.get((str(application), key)) if key else None
+            if stored is None:
+                raise CodeDeployError(
+                    "RevisionDoesNotExistException",
+                    "The named revision does not exist with the IAM user or AWS account.",
+                )
+            return {
+                "applicationName": application,
+                "revision": copy.deepcopy(stored["revision"]),
+                "revisionInfo": copy.deepcopy(stored["info"]),
+            }
 
     def _op_ListDeployments(self, params: JSON) -> JSON:  # noqa: PLR0912 - one branch per AWS filter
         application = params.get("applicationName")
@@ -540,7 +626,7 @@ class CodeDeployService:
             if group:
                 self._group(application, group)
             ids = []
-            for dep_id in reversed(self._order):
+            for dep_id in self._order:  # no documented order on AWS: oldest first here
                 dep = self._deployments[dep_id]
                 if application and dep["applicationName"] != application:
                     continue
@@ -568,27 +654,26 @@ class CodeDeployService:
                 raise CodeDeployError(
                     "DeploymentAlreadyCompletedException", f"The deployment {dep_id} has already completed."
                 )
-            if self.engine is not None:
-                first = dep_id not in self._stop_requested
-                self._stop_requested.add(dep_id)
-            else:
-                first = False
-                self._set_status_locked(
-                    dep, "Stopped", "MANUAL_STOP", "The deployment was stopped by a user."
-                )
-                rollback_id = (
-                    self._roll_back_locked(dep, "Stopped with autoRollbackEnabled.")
-                    if auto_rollback
-                    else None
-                )
-        if self.engine is not None:
-            if first:
-                self._notify(lambda engine: engine.on_stop(self, dep_id, auto_rollback))
-            return {"status": "Pending", "statusMessage": f"Stopping deployment {dep_id}."}
-        message = f"Deployment {dep_id} stopped."
-        if rollback_id is not None:
-            message += f" Rollback deployment {rollback_id} created."
-        return {"status": "Succeeded", "statusMessage": message}
+            first = dep_id not in self._stop_requested
+            self._stop_requested.add(dep_id)
+        # Asynchronous, as on AWS: the answer is Pending and the stop takes effect afterwards.
+        if first and self.engine is not None:
+            self._notify(lambda engine: engine.on_stop(self, dep_id, auto_rollback))
+        elif first:
+            timer = threading.Timer(self.stop_delay, self._stop_now, args=(dep_id, auto_rollback))
+            timer.daemon = True
+            timer.start()
+        return {"status": "Pending", "statusMessage": f"Stopping deployment {dep_id}."}
+
+    def _stop_now(self, dep_id: str, auto_rollback: bool) -> None:
+        """The built-in stop (no engine): Stopped / MANUAL_STOP and, if asked, AWS's rollback deployment."""
+        with self._lock:
+            dep = self._deployments[dep_id]
+            if dep["status"] in FINISHED_STATUSES:
+                return
+            if auto_rollback:
+                self._roll_back_locked(dep, "Stopped with autoRollbackEnabled.")
+            self._set_status_locked(dep, "Stopped", "MANUAL_STOP", "The deployment was stopped by a user.")
 
     def _op_PutLifecycleEventHookExecutionStatus(self, params: JSON) -> JSON:
         execution_id = params.get("lifecycleEventHookExecutionId")
