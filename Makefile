@@ -116,6 +116,11 @@ deploy: package ## Create or update the three stacks in the README's order (AWS_
 destroy: | $(BIN)/.installed ## Delete the three stacks in reverse order (PURGE=true: also ECR repo and artifact bucket)
 	$(BIN)/python scripts/deploy.py destroy
 
+# The runbook of README "Troubleshooting": ship a fix while a gating alarm is in ALARM (the pipeline cannot).
+.PHONY: ship-fix
+ship-fix: | $(BIN)/.installed ## Deploy BUILD_OUTPUT (dir or zip, default build/deploy) with the group's alarms overridden
+	$(BIN)/python scripts/ship_fix.py $(or $(BUILD_OUTPUT),build/deploy)
+
 .PHONY: clean
 clean: ## Remove build output and caches (keeps the virtualenvs)
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

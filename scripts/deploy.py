@@ -14,6 +14,23 @@ names, artifact bucket, code keys, HealthCheckInVpc = ENABLE_NAT_GATEWAY) is set
 Every value is checked against the templates' own constraints (AllowedValues, AllowedPattern, Min/Max)
 before any AWS call, so a wrong or missing value stops here with its name.
 
+Updating an existing ecs-cluster-stack is refused, before anything is touched, when it would change the
+ECS service or its task definition. The service uses the CODE_DEPLOY deployment controller, and ECS's
+UpdateService takes, "for services using the blue/green (CODE_DEPLOY) deployment controller", only the desired
+count, deployment configuration, health check grace period, placement, managed tags and propagate tags; "if
+the network configuration, platform version, task definition, or load balancer need to be updated, create a
+new CodeDeploy deployment" (botocore's ecs UpdateService documentation: the ECS API Reference).
+CloudFormation's AWS::ECS::Service handler sends every property on update, so even a DesiredCount-only change
+fails with "Unable to update task definition on services with a CODE_DEPLOY deployment controller"
+(aws-cloudformation/cloudformation-coverage-roadmap#1529). See `cluster_update_problems`.
+
+Creating the pipeline stack needs an AVAILABLE GitHub connection (a pipeline created earlier fails its first
+execution at Source); `deploy` checks it with GetConnection first. An endpoint that does not implement
+CodeStar Connections (moto) answers outside the service's protocol: the check is then skipped, and says so.
+
+A failed stack operation ends the command with one line: the stack, its status and the first failed resource's
+reason (from its events); an unreachable endpoint or missing credentials too - never a stack trace.
+
 boto3 honours AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_<SERVICE>), so the same commands run against the local
 stand-in. The stack names and order are the README's: ecs-cluster-stack, lambda-functions-stack,
 cicd-pipeline-stack.
@@ -26,14 +43,22 @@ import os
 import re
 import sys
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import yaml
-from botocore.exceptions import ClientError, WaiterError
+from boto3.exceptions import Boto3Error
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    WaiterError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "cloudformation"
@@ -173,6 +198,42 @@ def build_plan(env: Mapping[str, str], build_dir: Path) -> Plan:
     return Plan(region=region, code_keys=code_keys, parameters=parameters)
 
 
+@dataclass(frozen=True)
+class Names:
+    """The names the templates derive from ProjectName, Environment and ServiceName (their defaults here)."""
+
+    project: str = "phoenix"
+    environment: str = "dev"
+    service: str = "sample-app"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Names:
+        """From PROJECT_NAME, ENVIRONMENT and SERVICE_NAME, as `make deploy` passes them to the stacks."""
+        return cls(
+            env.get("PROJECT_NAME") or cls.project,
+            env.get("ENVIRONMENT") or cls.environment,
+            env.get("SERVICE_NAME") or cls.service,
+        )
+
+    @property
+    def application(self) -> str:
+        """The CodeDeploy application."""
+        return f"{self.project}-{self.environment}"
+
+    @property
+    def qualified(self) -> str:
+        """ECS service, task family, ECR repository and CodeDeploy deployment group."""
+        return f"{self.project}-{self.environment}-{self.service}"
+
+    @property
+    def cluster(self) -> str:
+        return f"{self.project}-{self.environment}-cluster"
+
+    @property
+    def pipeline(self) -> str:
+        return f"{self.project}-{self.environment}-pipeline"
+
+
 # ---------------------------------------------------------------- packaging
 def package(deps_dir: Path, out_dir: Path) -> list[Path]:
     """lambdas/<name>.py plus the installed requirements -> OUT_DIR/<name>.zip, byte-for-byte reproducible."""
@@ -202,6 +263,25 @@ def say(message: str) -> None:
     print(f"deploy: {message}", flush=True)
 
 
+def one_line(text: object) -> str:
+    """AWS messages can span lines; the command's failure is one line."""
+    return " ".join(str(text).split())
+
+
+def aws_error_line(err: Exception) -> str:
+    """One line for an AWS call that failed outside a stack operation (no stack trace)."""
+    if isinstance(err, NoCredentialsError):
+        return (
+            "no AWS credentials found: configure the AWS CLI (aws configure, or AWS_PROFILE) or set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    if isinstance(err, NoRegionError):
+        return "no AWS region: set AWS_REGION (for example AWS_REGION=us-east-1)"
+    if isinstance(err, BotoConnectionError):
+        return f"{one_line(err)}: check AWS_REGION, AWS_ENDPOINT_URL and the network"
+    return one_line(err)
+
+
 def stack_status(cfn: Any, stack: str) -> str | None:
     try:
         status: str = cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
@@ -210,6 +290,71 @@ def stack_status(cfn: Any, stack: str) -> str | None:
             return None
         raise
     return None if status == "DELETE_COMPLETE" else status
+
+
+# A stack-level event with one of these statuses starts an operation (rollbacks are part of it).
+OPERATION_START = frozenset(
+    {"CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS", "IMPORT_IN_PROGRESS"}
+)
+
+
+def latest_operation_events(cfn: Any, stack: str) -> Iterator[dict[str, Any]]:
+    """The stack's events, newest first, back to the stack-level event that started its latest operation."""
+    pages = cfn.get_paginator("describe_stack_events").paginate(
+        StackName=stack, PaginationConfig={"MaxItems": 2000}
+    )
+    for page in pages:
+        for event in page["StackEvents"]:
+            yield event
+            if (
+                event.get("ResourceType") == "AWS::CloudFormation::Stack"
+                and event.get("LogicalResourceId") == event.get("StackName")
+                and event.get("ResourceStatus") in OPERATION_START
+            ):
+                return
+
+
+def first_failure(cfn: Any, stack: str) -> str | None:
+    """The oldest event of the stack's latest operation whose status ends in _FAILED and that has a reason."""
+    failed = [
+        event
+        for event in latest_operation_events(cfn, stack)
+        if str(event.get("ResourceStatus", "")).endswith("_FAILED") and event.get("ResourceStatusReason")
+    ]
+    if not failed:
+        return None
+    oldest = failed[-1]
+    return (
+        f"{oldest['LogicalResourceId']} ({oldest.get('ResourceType', '?')}) {oldest['ResourceStatus']}: "
+        f"{one_line(oldest['ResourceStatusReason'])}"
+    )
+
+
+def stack_failure(cfn: Any, stack: str, waited: WaiterError) -> str:
+    """`<stack> is <status>; first failure: <resource> <status>: <reason>` - one line."""
+    try:
+        status = str(cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"])
+    except (ClientError, BotoCoreError):
+        status = "in an unknown state"
+    try:
+        failure = first_failure(cfn, stack)
+    except (ClientError, BotoCoreError) as err:
+        failure = None
+        status += f" (its events could not be read: {aws_error_line(err)})"
+    if "Max attempts exceeded" in str(waited):
+        return f"{stack} is still {status} after {WAIT['Delay'] * WAIT['MaxAttempts'] // 60} minutes" + (
+            f"; first failure: {failure}" if failure else ""
+        )
+    return f"{stack} is {status}; " + (
+        f"first failure: {failure}" if failure else "no failed resource in its events"
+    )
+
+
+def wait(cfn: Any, stack: str, waiter: str) -> None:
+    try:
+        cfn.get_waiter(waiter).wait(StackName=stack, WaiterConfig=WAIT)
+    except WaiterError as err:
+        raise DeployError(stack_failure(cfn, stack, err)) from None
 
 
 def apply_stack(cfn: Any, stack: str, template: str, parameters: Mapping[str, str]) -> None:
@@ -224,7 +369,7 @@ def apply_stack(cfn: Any, stack: str, template: str, parameters: Mapping[str, st
     if status == "ROLLBACK_COMPLETE":  # a failed first create cannot be updated, only replaced
         say(f"{stack} is ROLLBACK_COMPLETE from an earlier failed create: deleting it first")
         cfn.delete_stack(StackName=stack)
-        cfn.get_waiter("stack_delete_complete").wait(StackName=stack, WaiterConfig=WAIT)
+        wait(cfn, stack, "stack_delete_complete")
         status = None
     try:
         if status is None:
@@ -235,17 +380,237 @@ def apply_stack(cfn: Any, stack: str, template: str, parameters: Mapping[str, st
             say(f"updating {stack} ({status})")
             cfn.update_stack(**arguments)
             waiter = "stack_update_complete"
-        cfn.get_waiter(waiter).wait(StackName=stack, WaiterConfig=WAIT)
     except ClientError as err:
         if "No updates are to be performed" in str(err):
             say(f"{stack} is up to date")
             return
-        raise DeployError(f"{stack}: {err}") from None
-    except WaiterError as err:
-        raise DeployError(
-            f"{stack} did not complete: {err}; see its events in the CloudFormation console"
-        ) from None
+        raise DeployError(f"{stack}: {one_line(err)}") from None
+    wait(cfn, stack, waiter)
     say(f"{stack} complete")
+
+
+# ---------------------------------------------------------------- updates of the CODE_DEPLOY service
+# The cluster stack's resources that CloudFormation must never change after the first create: the ECS service
+# (CODE_DEPLOY controller) and its first task definition (a new one would be set on the service).
+CREATE_TIME_RESOURCES = ("Service", "TaskDefinition")
+_SUB_NAME = re.compile(r"\$\{(?!!)([A-Za-z0-9:]+)")
+
+
+def _uses(node: Any, names: set[str], conditions: set[str]) -> None:
+    """Collect what `node` references: Ref / ${Name} in Fn::Sub names, Fn::If / Condition conditions."""
+    if isinstance(node, list):
+        for item in node:
+            _uses(item, names, conditions)
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key == "Ref" and isinstance(value, str):
+            names.add(value)
+        elif key == "Fn::Sub":
+            text = value if isinstance(value, str) else value[0] if isinstance(value, list) and value else ""
+            names.update(_SUB_NAME.findall(str(text)))
+        elif key == "Fn::If" and isinstance(value, list) and value:
+            conditions.add(str(value[0]))
+        elif key == "Condition" and isinstance(value, str):
+            conditions.add(value)
+        _uses(value, names, conditions)
+
+
+def create_time_scope(template: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(parameters, conditions) that reach the Service's or the TaskDefinition's definition, directly or
+    through a condition. Resources they reference keep their ids through in-place updates; the parameters that
+    would replace them (the names) are in the list anyway."""
+    names: set[str] = set()
+    conditions: set[str] = set()
+    resources = template.get("Resources", {})
+    for resource in CREATE_TIME_RESOURCES:
+        _uses(resources.get(resource, {}), names, conditions)
+    definitions = template.get("Conditions", {})
+    pending = list(conditions)
+    while pending:
+        found: set[str] = set()
+        _uses(definitions.get(pending.pop(), {}), names, found)
+        pending += sorted(found - conditions)
+        conditions |= found
+    parameters = [name for name in template.get("Parameters", {}) if name in names]
+    return parameters, sorted(conditions)
+
+
+def _normalise(node: Any) -> Any:
+    """One form for the short and long syntax of an intrinsic (!GetAtt A.B is Fn::GetAtt [A, B])."""
+    if isinstance(node, dict):
+        if set(node) == {"Fn::GetAtt"} and isinstance(node["Fn::GetAtt"], str):
+            return {"Fn::GetAtt": node["Fn::GetAtt"].split(".", 1)}
+        return {key: _normalise(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_normalise(item) for item in node]
+    return node
+
+
+def _parse_template(body: Any) -> dict[str, Any]:
+    """GetTemplate's TemplateBody: boto3 decodes a JSON body into a dict; a YAML one stays text."""
+    if isinstance(body, Mapping):
+        return dict(body)
+    parsed = yaml.load(str(body), Loader=_TemplateLoader)  # noqa: S506 - SafeLoader with intrinsic tags
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _same_value(spec: Mapping[str, Any], a: str, b: str) -> bool:
+    if spec.get("Type") == "Number":
+        try:
+            return float(a) == float(b)
+        except ValueError:
+            return a == b
+    return a == b
+
+
+def _hint(parameter: str, new: str, names: Names) -> str:
+    if parameter == "DesiredCount":
+        return (
+            f"scale the running service instead: aws ecs update-service --cluster {names.cluster} "
+            f"--service {names.qualified} --desired-count {new}"
+        )
+    if parameter == "InitialImage":
+        return "only the first task definition uses it: release images through the pipeline or make ship-fix"
+    if parameter in ("ProjectName", "Environment", "ServiceName"):
+        return (
+            "it renames the service and everything named after it: make destroy (with the deployed names) "
+            "first, then make deploy"
+        )
+    if parameter == "EnableNatGateway":
+        return "it moves the tasks to other subnets: make destroy first, then make deploy with the new value"
+    return "the service cannot take it through a stack update: make destroy first, then make deploy"
+
+
+def _changed_keys(old: Any, new: Any) -> list[str]:
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return ["the whole definition"]
+    keys = []
+    for key in dict.fromkeys([*old, *new]):
+        if key == "Properties" and isinstance(old.get(key), dict) and isinstance(new.get(key), dict):
+            keys += [
+                f"Properties.{k}"
+                for k in dict.fromkeys([*old[key], *new[key]])
+                if old[key].get(k) != new[key].get(k)
+            ]
+        elif old.get(key) != new.get(key):
+            keys.append(key)
+    return keys
+
+
+def cluster_update_problems(
+    cfn: Any, parameters: Mapping[str, str], template_body: str, stack: str = CLUSTER_STACK
+) -> list[str]:
+    """What updating the existing cluster stack with `parameters` and `template_body` would change in the
+    CODE_DEPLOY service or its task definition: one line per create-time parameter whose effective value (the
+    given one, or the template default that an update applies) differs from the deployed stack's, per
+    Service/TaskDefinition resource and per condition they use that differs from the deployed template's."""
+    new_template = _normalise(_parse_template(template_body))
+    described = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    deployed = {p["ParameterKey"]: str(p.get("ParameterValue", "")) for p in described.get("Parameters", [])}
+    old_template = _normalise(_parse_template(cfn.get_template(StackName=stack)["TemplateBody"]))
+    names = Names(
+        deployed.get("ProjectName") or Names.project,
+        deployed.get("Environment") or Names.environment,
+        deployed.get("ServiceName") or Names.service,
+    )
+    specs = new_template.get("Parameters", {})
+    guarded, conditions = create_time_scope(new_template)
+    problems: list[str] = []
+    for parameter in guarded:
+        if parameter not in deployed:
+            continue  # a new parameter: the resource definition that uses it differs too (below)
+        spec = specs[parameter]
+        default = str(spec.get("Default", ""))
+        new = parameters.get(parameter, default)
+        old = deployed[parameter]
+        if _same_value(spec, old, new):
+            continue
+        variable = env_name(parameter)
+        keep = f"leave {variable} unset" if _same_value(spec, old, default) else f"set {variable}={old}"
+        problems.append(
+            f"{variable}={new!r} but the deployed {parameter} is {old!r}: {_hint(parameter, new, names)} "
+            f"(to deploy the other changes, {keep})"
+        )
+    old_resources = old_template.get("Resources", {})
+    for resource in CREATE_TIME_RESOURCES:
+        definition = new_template.get("Resources", {}).get(resource)
+        if definition != old_resources.get(resource):
+            kind = (definition or {}).get("Type", "resource")
+            problems.append(
+                f"the {resource} resource ({kind}) differs from the deployed template "
+                f"({', '.join(_changed_keys(old_resources.get(resource), definition))}): a new task "
+                "definition, network or load balancer settings reach the service only through a CodeDeploy "
+                "deployment - change pipeline-config/taskdef.json and push (or make ship-fix); anything else "
+                "needs make destroy, then make deploy"
+            )
+    for condition in conditions:
+        if new_template.get("Conditions", {}).get(condition) != old_template.get("Conditions", {}).get(
+            condition
+        ):
+            problems.append(
+                f"the condition {condition}, used by the service or its task definition, differs from the "
+                "deployed template's: make destroy first, then make deploy"
+            )
+    return problems
+
+
+def check_cluster_update(cfn: Any, parameters: Mapping[str, str]) -> None:
+    """Stop before an update of the existing cluster stack that CloudFormation would fail (and roll back)."""
+    problems = cluster_update_problems(cfn, parameters, (TEMPLATES / "ecs-cluster.yaml").read_text())
+    if problems:
+        raise DeployError(
+            f"nothing was deployed: updating {CLUSTER_STACK} would change its ECS service, which uses the "
+            "CODE_DEPLOY deployment controller - CloudFormation cannot update its task definition, load "
+            "balancers or network configuration, and fails even a desired-count change (README "
+            '"AWS set-up"):\n  - ' + "\n  - ".join(problems)
+        )
+
+
+# ---------------------------------------------------------------- the GitHub connection
+# What an endpoint that does not implement the operation answers (moto answers HTTP 500 with an HTML page,
+# which botocore reports with the bare status code).
+UNKNOWN_OPERATION = frozenset({"UnknownOperationException", "InvalidAction", "NotImplemented"})
+
+
+def check_connection(session: Any, cfn: Any, arn: str | None, names: Names) -> None:
+    """The pipeline's Source action needs an AVAILABLE connection: stop before creating the pipeline stack
+    when it is not (a pipeline created earlier fails its first execution at Source)."""
+    parts = (arn or "").split(":")
+    if len(parts) < 6:
+        return
+    service, region = parts[2], parts[3]
+    client = session.client(service, region_name=region)
+    try:
+        status = str(client.get_connection(ConnectionArn=arn)["Connection"]["ConnectionStatus"])
+    except ClientError as err:
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        if code.isdigit() or code in UNKNOWN_OPERATION:
+            say(
+                f"GitHub connection status not checked: {client.meta.endpoint_url} does not implement "
+                f"{service} GetConnection (it answered {code})"
+            )
+            return
+        if code == "ResourceNotFoundException":
+            raise DeployError(
+                f"nothing was deployed: GITHUB_CONNECTION_ARN {arn} does not exist (README step 3 creates it)"
+            ) from None
+        if code == "AccessDeniedException":
+            say(f"GitHub connection status not checked (no permission to read it): {one_line(err)}")
+            return
+        raise
+    if status == "AVAILABLE":
+        say("GitHub connection is AVAILABLE")
+        return
+    problem = (
+        f"the GitHub connection is {status}, not AVAILABLE: authorise it in the console (Developer Tools > "
+        "Settings > Connections > Update pending connection); aws codestar-connections get-connection "
+        f'--connection-arn "{arn}" --query Connection.ConnectionStatus shows AVAILABLE once it is done'
+    )
+    if stack_status(cfn, PIPELINE_STACK) is None:
+        raise DeployError(f"nothing was deployed: {problem}; then run make deploy again")
+    say(f"warning: {problem}; then aws codepipeline start-pipeline-execution --name {names.pipeline}")
 
 
 def stack_output(cfn: Any, stack: str, key: str) -> str | None:
@@ -259,6 +624,12 @@ def deploy(env: Mapping[str, str]) -> None:
     s3 = session.client("s3")
     cfn = session.client("cloudformation")
     say(f"region {session.region_name}")
+    # Checks that touch nothing: README step 3 done, and an update the CODE_DEPLOY service can take.
+    check_connection(
+        session, cfn, plan.parameters[PIPELINE_STACK].get("GitHubConnectionArn"), Names.from_env(env)
+    )
+    if stack_status(cfn, CLUSTER_STACK) not in (None, "ROLLBACK_COMPLETE"):
+        check_cluster_update(cfn, plan.parameters[CLUSTER_STACK])
     # README step 1: network, ALB, ECR repository, artifact bucket, ECS service.
     apply_stack(cfn, CLUSTER_STACK, "ecs-cluster.yaml", plan.parameters[CLUSTER_STACK])
     bucket = stack_output(cfn, CLUSTER_STACK, "ArtifactBucketName")
@@ -299,10 +670,7 @@ def destroy(env: Mapping[str, str]) -> None:
             continue
         say(f"deleting {stack}")
         cfn.delete_stack(StackName=stack)
-        try:
-            cfn.get_waiter("stack_delete_complete").wait(StackName=stack, WaiterConfig=WAIT)
-        except WaiterError as err:
-            raise DeployError(f"{stack} was not deleted: {err}") from None
+        wait(cfn, stack, "stack_delete_complete")
     if env.get("PURGE", "").lower() not in ("1", "true", "yes"):
         say("stacks deleted; the ECR repository and the artifact bucket are kept (PURGE=true removes them)")
         return
@@ -311,10 +679,7 @@ def destroy(env: Mapping[str, str]) -> None:
 
 def purge(session: Any, env: Mapping[str, str], bucket: str | None) -> None:
     """What the stacks retain on purpose: the ECR repository (images), the artifact bucket (all versions)."""
-    project = env.get("PROJECT_NAME") or "phoenix"
-    environment = env.get("ENVIRONMENT") or "dev"
-    service = env.get("SERVICE_NAME") or "sample-app"
-    repository = f"{project}-{environment}-{service}"
+    repository = Names.from_env(env).qualified
     ecr = session.client("ecr")
     try:
         ecr.delete_repository(repositoryName=repository, force=True)
@@ -352,6 +717,9 @@ def main(argv: list[str]) -> int:
             return 2
     except DeployError as err:
         print(f"{command}: {err}", file=sys.stderr)
+        return 1
+    except (ClientError, BotoCoreError, Boto3Error) as err:  # an AWS call outside a stack operation
+        print(f"{command}: {aws_error_line(err)}", file=sys.stderr)
         return 1
     return 0
 

@@ -16,9 +16,7 @@ fixture teaches moto to delete it, as AWS does.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,10 +25,10 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.route_tables import RouteTable
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+from tests.commands import clean_env, make, moto_endpoint
 
 # moto says what it skips (CodeDeploy, CodePipeline, alarms, ...); the module docstring says it once.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS:UserWarning")
@@ -51,13 +49,6 @@ SPEC_DEFAULTS = {
 STACK_NAMES = {"ecs-cluster-stack", "lambda-functions-stack", "cicd-pipeline-stack"}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _delete_route_table(
     cls: type[RouteTable], resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
 ) -> None:
@@ -74,29 +65,12 @@ def endpoint() -> Iterator[str]:
         patch.setattr(
             RouteTable, "delete_from_cloudformation_json", classmethod(_delete_route_table), raising=False
         )
-        port = _free_port()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            # moto's backends are global to the process: leave nothing behind for later tests.
-            requests.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=10)
-            server.stop()
+        with moto_endpoint() as url:
+            yield url
 
 
 def _env(**extra: str) -> dict[str, str]:
-    """A clean environment: test credentials, nothing from the developer's AWS configuration."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-        PYTHONWARNINGS="ignore",
-    )
-    env.update(extra)
-    return env
+    return clean_env(**extra)
 
 
 def _client(endpoint: str, service: str, region: str) -> Any:
@@ -140,15 +114,7 @@ def _readme_script(endpoint: str, bodies: list[str]) -> list[str]:
 
 def _make(target: str, endpoint: str, region: str, **variables: str) -> subprocess.CompletedProcess[str]:
     """`make <target>` as a user runs it, with the endpoint given the standard way."""
-    return subprocess.run(
-        ["make", "--no-print-directory", target, *(f"{k}={v}" for k, v in variables.items())],
-        cwd=ROOT,
-        env=_env(AWS_ENDPOINT_URL=endpoint, AWS_REGION=region),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return make(target, _env(AWS_ENDPOINT_URL=endpoint, AWS_REGION=region), **variables)
 
 
 def _stacks(endpoint: str, region: str) -> dict[str, str]:
