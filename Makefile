@@ -116,7 +116,7 @@ deploy: package ## Create or update the three stacks in the README's order (AWS_
 destroy: | $(BIN)/.installed ## Delete the three stacks in reverse order (PURGE=true: also ECR repo and artifact bucket)
 	$(BIN)/python scripts/deploy.py destroy
 
-# The runbook of README "Troubleshooting": ship a fix while a gating alarm is in ALARM (the pipeline cannot).
+# The runbook in docs/operations.md ("Shipping a fix while an alarm is firing"): ship a fix while a gating alarm is in ALARM (the pipeline cannot).
 .PHONY: ship-fix
 ship-fix: | $(BIN)/.installed ## Deploy BUILD_OUTPUT (dir or zip, default build/deploy) with the group's alarms overridden
 	$(BIN)/python scripts/ship_fix.py $(or $(BUILD_OUTPUT),build/deploy)
