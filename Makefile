@@ -98,7 +98,7 @@ LAMBDA_DEPS := build/lambda-deps
 
 # Requirements are installed for the Lambda runtime (python3.12, x86_64), not for this machine; boto3 comes
 # from the runtime. The zips are reproducible: same sources, same bytes, same S3 key in `make deploy`.
-$(LAMBDA_ZIPS) &: lambdas/health_check.py lambdas/auto_rollback.py lambdas/requirements.txt scripts/deploy.py | $(BIN)/.installed
+$(LAMBDA_ZIPS) &: $(wildcard lambdas/*.py) lambdas/requirements.txt scripts/deploy.py | $(BIN)/.installed
 	rm -rf $(LAMBDA_DEPS)
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
 	  --platform manylinux2014_x86_64 --implementation cp --python-version 3.12 \

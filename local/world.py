@@ -32,6 +32,7 @@ from local.ecs_tasks import TaskRunner
 from local.lambda_runtime import LambdaRuntime, Scheduler, SnsDelivery
 from local.moto_server import ACCOUNT_ID, REGION, moto_server
 from local.timescale import TimeScale
+from scripts.deploy import LAMBDAS, lambda_sources, write_zip
 
 PROJECT, ENVIRONMENT, SERVICE = "phoenix", "dev", "sample-app"
 ARTIFACT_BUCKET = f"{PROJECT}-{ENVIRONMENT}-artifacts-{ACCOUNT_ID}"
@@ -275,10 +276,9 @@ class World:
         if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
             s3.create_bucket(Bucket=bucket)
         dirs = {}
-        for module in ("health_check", "auto_rollback"):
+        for module in LAMBDAS:
             buffer = io.BytesIO()
-            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-                archive.write(ROOT / "lambdas" / f"{module}.py", f"{module}.py")
+            write_zip(buffer, lambda_sources(module))  # `make package`'s code, without the requirements
             s3.put_object(Bucket=bucket, Key=f"{module}.zip", Body=buffer.getvalue())
             target = root / module
             with zipfile.ZipFile(

@@ -235,8 +235,26 @@ class Names:
 
 
 # ---------------------------------------------------------------- packaging
+def lambda_sources(name: str) -> list[tuple[str, Path]]:
+    """(name in the zip, file) of one function's code: its module and every module of lambdas/ that is not
+    another function's (the code both functions share)."""
+    others = {f"{other}.py" for other in LAMBDAS if other != name}
+    modules = sorted(p for p in (ROOT / "lambdas").glob("*.py") if p.name not in others)
+    return [(p.name, p) for p in modules]
+
+
+def write_zip(target: Path | Any, entries: list[tuple[str, Path]]) -> None:
+    """A zip with fixed timestamps and modes: the same sources give the same bytes."""
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for arcname, source in entries:
+            info = zipfile.ZipInfo(arcname, ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, source.read_bytes())
+
+
 def package(deps_dir: Path, out_dir: Path) -> list[Path]:
-    """lambdas/<name>.py plus the installed requirements -> OUT_DIR/<name>.zip, byte-for-byte reproducible."""
+    """lambda_sources(name) + the installed requirements -> OUT_DIR/<name>.zip, byte-for-byte reproducible."""
     out_dir.mkdir(parents=True, exist_ok=True)
     dependencies = sorted(
         p
@@ -246,14 +264,9 @@ def package(deps_dir: Path, out_dir: Path) -> list[Path]:
     written = []
     for name in LAMBDAS:
         target = out_dir / f"{name}.zip"
-        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-            entries = [(f"{name}.py", ROOT / "lambdas" / f"{name}.py")]
-            entries += [(p.relative_to(deps_dir).as_posix(), p) for p in dependencies]
-            for arcname, source in entries:
-                info = zipfile.ZipInfo(arcname, ZIP_DATE)
-                info.external_attr = 0o644 << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, source.read_bytes())
+        write_zip(
+            target, lambda_sources(name) + [(p.relative_to(deps_dir).as_posix(), p) for p in dependencies]
+        )
         written.append(target)
     return written
 
