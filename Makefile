@@ -70,8 +70,13 @@ app-test: $(BIN)/.installed ## Sample app unit tests, with a JUnit report in bui
 	$(BIN)/pytest sample-app --junitxml=$(REPORTS)/sample-app.xml
 
 .PHONY: test
+# Two workers, one file each at a time: the drill's file (a whole demo) runs beside the rest on 2 cores.
 test: venvs lint cfn-lint checkov ## Everything CI runs: linters, template checks and the whole pytest suite
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
+
+.PHONY: unit
+unit: $(BIN)/.installed ## The fast tier alone: the decisions as tables (tests/unit), in seconds
+	$(BIN)/pytest -m unit tests/unit
 
 .PHONY: image
 image: ## Build the sample app image (needs a Docker engine; CodeBuild has one)
@@ -135,4 +140,4 @@ demo: $(BIN)/.installed ## The self-healing pipeline offline, measured: all scen
 
 .PHONY: bench
 bench: $(BIN)/.installed ## Each drill scenario RUNS times (default 3), medians, next to the spec's literal rule
-	$(BIN)/python -m local.bench --runs $(or $(RUNS),3)
+	$(BIN)/python -m local.drill.bench --runs $(or $(RUNS),3)

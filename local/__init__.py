@@ -1,1 +1,1 @@
-"""The offline stand-in for the AWS side of Phoenix Pipeline, and the drill that `make demo` runs."""
+"""The offline stand-in for the AWS side of Phoenix Pipeline (local/aws) and the drill (local/drill)."""

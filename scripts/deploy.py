@@ -32,8 +32,7 @@ A failed stack operation ends the command with one line: the stack, its status a
 reason (from its events); an unreachable endpoint or missing credentials too - never a stack trace.
 
 boto3 honours AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_<SERVICE>), so the same commands run against the local
-stand-in. The stack names and order are the README's: ecs-cluster-stack, lambda-functions-stack,
-cicd-pipeline-stack.
+stand-in. The stack names, their order and their tags come from scripts/stacks.py (the README's).
 """
 
 from __future__ import annotations
@@ -49,7 +48,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import yaml
 from boto3.exceptions import Boto3Error
 from botocore.exceptions import (
     BotoCoreError,
@@ -61,17 +59,20 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES = ROOT / "cloudformation"
-LAMBDAS = ("health_check", "auto_rollback")
-CLUSTER_STACK = "ecs-cluster-stack"
-LAMBDA_STACK = "lambda-functions-stack"
-PIPELINE_STACK = "cicd-pipeline-stack"
-# (stack name, template file) in the README's order.
-STACKS = (
-    (CLUSTER_STACK, "ecs-cluster.yaml"),
-    (LAMBDA_STACK, "lambda-functions.yaml"),
-    (PIPELINE_STACK, "cicd-pipeline.yaml"),
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from scripts.stacks import (  # noqa: E402 - needs the path above
+    CLUSTER,
+    LAMBDA,
+    PIPELINE,
+    STACKS,
+    TEMPLATES,
+    parse_template,
+    tags,
 )
+
+LAMBDAS = ("health_check", "auto_rollback")
 # Parameters this script sets itself (stack wiring, code keys): not read from the environment.
 WIRED = frozenset(
     {
@@ -92,29 +93,7 @@ class DeployError(Exception):
     """Stops the command with its message (no stack trace)."""
 
 
-# ---------------------------------------------------------------- templates and parameters
-class _TemplateLoader(yaml.SafeLoader):
-    """Reads CloudFormation YAML, keeping intrinsic functions (!Ref, !Sub, ...) as opaque values."""
-
-
-def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    """!Ref X -> {"Ref": "X"}, !Sub s -> {"Fn::Sub": s}, ... (the JSON form of the short form)."""
-    key = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        return {key: loader.construct_scalar(node)}
-    if isinstance(node, yaml.SequenceNode):
-        return {key: loader.construct_sequence(node, deep=True)}
-    return {key: loader.construct_mapping(node, deep=True)}  # type: ignore[arg-type]
-
-
-_TemplateLoader.add_multi_constructor("!", _intrinsic)
-
-
-def load_template(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.load((TEMPLATES / name).read_text(), Loader=_TemplateLoader)  # noqa: S506
-    return loaded
-
-
+# ---------------------------------------------------------------- parameters
 def env_name(parameter: str) -> str:
     """GitHubConnectionArn -> GITHUB_CONNECTION_ARN, HealthCheckInterval -> HEALTH_CHECK_INTERVAL."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", parameter.replace("GitHub", "Github")).upper()
@@ -167,17 +146,19 @@ def build_plan(env: Mapping[str, str], build_dir: Path) -> Plan:
             )
     nat = env.get("ENABLE_NAT_GATEWAY") or "true"
     wired = {
-        "ClusterStackName": CLUSTER_STACK,
-        "LambdaStackName": LAMBDA_STACK,
+        "ClusterStackName": CLUSTER.name,
+        "LambdaStackName": LAMBDA.name,
         "HealthCheckCodeKey": code_keys.get("health_check", "missing.zip"),
         "AutoRollbackCodeKey": code_keys.get("auto_rollback", "missing.zip"),
         "HealthCheckInVpc": nat,  # always equal to the cluster's EnableNatGateway (see the README)
         "ArtifactBucket": BUCKET_PLACEHOLDER,
     }
     parameters: dict[str, dict[str, str]] = {}
-    for stack, template in STACKS:
+    for stack_spec in STACKS:
+        stack = stack_spec.name
         values: dict[str, str] = {}
-        for name, spec in load_template(template).get("Parameters", {}).items():
+        template = parse_template((TEMPLATES / stack_spec.template).read_text())
+        for name, spec in template.get("Parameters", {}).items():
             if name in WIRED:
                 value: str | None = wired[name]
             else:
@@ -215,23 +196,26 @@ class Names:
             env.get("SERVICE_NAME") or cls.service,
         )
 
+    def _named(self, *parts: str) -> str:
+        return "-".join((self.project, self.environment, *parts))
+
     @property
     def application(self) -> str:
         """The CodeDeploy application."""
-        return f"{self.project}-{self.environment}"
+        return self._named()
 
     @property
     def qualified(self) -> str:
         """ECS service, task family, ECR repository and CodeDeploy deployment group."""
-        return f"{self.project}-{self.environment}-{self.service}"
+        return self._named(self.service)
 
     @property
     def cluster(self) -> str:
-        return f"{self.project}-{self.environment}-cluster"
+        return self._named("cluster")
 
     @property
     def pipeline(self) -> str:
-        return f"{self.project}-{self.environment}-pipeline"
+        return self._named("pipeline")
 
 
 # ---------------------------------------------------------------- packaging
@@ -370,13 +354,18 @@ def wait(cfn: Any, stack: str, waiter: str) -> None:
         raise DeployError(stack_failure(cfn, stack, err)) from None
 
 
-def apply_stack(cfn: Any, stack: str, template: str, parameters: Mapping[str, str]) -> None:
-    """Create the stack, or update it when it exists; wait until it is complete."""
+def apply_stack(
+    cfn: Any, stack: str, template: str, parameters: Mapping[str, str], names: Names | None = None
+) -> None:
+    """Create the stack, or update it when it exists; wait until it is complete. Both carry the stack-level
+    tags of `names` (CloudFormation propagates them to the stack's resources)."""
+    names = names or Names()
     arguments = {
         "StackName": stack,
         "TemplateBody": (TEMPLATES / template).read_text(),
         "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())],
         "Capabilities": ["CAPABILITY_IAM"],
+        "Tags": tags(names.project, names.environment),
     }
     status = stack_status(cfn, stack)
     if status == "ROLLBACK_COMPLETE":  # a failed first create cannot be updated, only replaced
@@ -387,7 +376,7 @@ def apply_stack(cfn: Any, stack: str, template: str, parameters: Mapping[str, st
     try:
         if status is None:
             say(f"creating {stack} from cloudformation/{template}")
-            cfn.create_stack(**arguments, Tags=[{"Key": "Project", "Value": "phoenix"}])
+            cfn.create_stack(**arguments)
             waiter = "stack_create_complete"
         else:
             say(f"updating {stack} ({status})")
@@ -465,8 +454,7 @@ def _parse_template(body: Any) -> dict[str, Any]:
     """GetTemplate's TemplateBody: boto3 decodes a JSON body into a dict; a YAML one stays text."""
     if isinstance(body, Mapping):
         return dict(body)
-    parsed = yaml.load(str(body), Loader=_TemplateLoader)  # noqa: S506 - SafeLoader with intrinsic tags
-    return parsed if isinstance(parsed, dict) else {}
+    return parse_template(str(body))
 
 
 def _same_value(spec: Mapping[str, Any], a: str, b: str) -> bool:
@@ -513,7 +501,7 @@ def _changed_keys(old: Any, new: Any) -> list[str]:
 
 
 def cluster_update_problems(
-    cfn: Any, parameters: Mapping[str, str], template_body: str, stack: str = CLUSTER_STACK
+    cfn: Any, parameters: Mapping[str, str], template_body: str, stack: str = CLUSTER.name
 ) -> list[str]:
     """What updating the existing cluster stack with `parameters` and `template_body` would change in the
     CODE_DEPLOY service or its task definition: one line per create-time parameter whose effective value (the
@@ -571,10 +559,10 @@ def cluster_update_problems(
 
 def check_cluster_update(cfn: Any, parameters: Mapping[str, str]) -> None:
     """Stop before an update of the existing cluster stack that CloudFormation would fail (and roll back)."""
-    problems = cluster_update_problems(cfn, parameters, (TEMPLATES / "ecs-cluster.yaml").read_text())
+    problems = cluster_update_problems(cfn, parameters, (TEMPLATES / CLUSTER.template).read_text())
     if problems:
         raise DeployError(
-            f"nothing was deployed: updating {CLUSTER_STACK} would change its ECS service, which uses the "
+            f"nothing was deployed: updating {CLUSTER.name} would change its ECS service, which uses the "
             "CODE_DEPLOY deployment controller - CloudFormation cannot update its task definition, load "
             "balancers or network configuration, and fails even a desired-count change (README "
             '"AWS set-up"):\n  - ' + "\n  - ".join(problems)
@@ -621,7 +609,7 @@ def check_connection(session: Any, cfn: Any, arn: str | None, names: Names) -> N
         "Settings > Connections > Update pending connection); aws codestar-connections get-connection "
         f'--connection-arn "{arn}" --query Connection.ConnectionStatus shows AVAILABLE once it is done'
     )
-    if stack_status(cfn, PIPELINE_STACK) is None:
+    if stack_status(cfn, PIPELINE.name) is None:
         raise DeployError(f"nothing was deployed: {problem}; then run make deploy again")
     say(f"warning: {problem}; then aws codepipeline start-pipeline-execution --name {names.pipeline}")
 
@@ -636,36 +624,33 @@ def deploy(env: Mapping[str, str]) -> None:
     session = boto3.session.Session(region_name=plan.region)
     s3 = session.client("s3")
     cfn = session.client("cloudformation")
+    names = Names.from_env(env)
     say(f"region {session.region_name}")
     # Checks that touch nothing: README step 3 done, and an update the CODE_DEPLOY service can take.
-    check_connection(
-        session, cfn, plan.parameters[PIPELINE_STACK].get("GitHubConnectionArn"), Names.from_env(env)
-    )
-    if stack_status(cfn, CLUSTER_STACK) not in (None, "ROLLBACK_COMPLETE"):
-        check_cluster_update(cfn, plan.parameters[CLUSTER_STACK])
+    check_connection(session, cfn, plan.parameters[PIPELINE.name].get("GitHubConnectionArn"), names)
+    if stack_status(cfn, CLUSTER.name) not in (None, "ROLLBACK_COMPLETE"):
+        check_cluster_update(cfn, plan.parameters[CLUSTER.name])
     # README step 1: network, ALB, ECR repository, artifact bucket, ECS service.
-    apply_stack(cfn, CLUSTER_STACK, "ecs-cluster.yaml", plan.parameters[CLUSTER_STACK])
-    bucket = stack_output(cfn, CLUSTER_STACK, "ArtifactBucketName")
+    apply_stack(cfn, CLUSTER.name, CLUSTER.template, plan.parameters[CLUSTER.name], names)
+    bucket = stack_output(cfn, CLUSTER.name, "ArtifactBucketName")
     if not bucket:
-        raise DeployError(f"{CLUSTER_STACK} has no ArtifactBucketName output")
+        raise DeployError(f"{CLUSTER.name} has no ArtifactBucketName output")
     # README step 2: the Lambda code, then the Lambda stack.
     for name, key in plan.code_keys.items():
         say(f"uploading build/{name}.zip to s3://{bucket}/{key}")
         s3.upload_file(str(ROOT / "build" / f"{name}.zip"), bucket, key)
     apply_stack(
-        cfn,
-        LAMBDA_STACK,
-        "lambda-functions.yaml",
-        {**plan.parameters[LAMBDA_STACK], "ArtifactBucket": bucket},
+        cfn, LAMBDA.name, LAMBDA.template, {**plan.parameters[LAMBDA.name], "ArtifactBucket": bucket}, names
     )
     # README step 4 (step 3, the GitHub connection, is done by hand once).
     apply_stack(
         cfn,
-        PIPELINE_STACK,
-        "cicd-pipeline.yaml",
-        {**plan.parameters[PIPELINE_STACK], "ArtifactBucket": bucket},
+        PIPELINE.name,
+        PIPELINE.template,
+        {**plan.parameters[PIPELINE.name], "ArtifactBucket": bucket},
+        names,
     )
-    url = stack_output(cfn, CLUSTER_STACK, "ProductionUrl")
+    url = stack_output(cfn, CLUSTER.name, "ProductionUrl")
     say(f"done: the application answers on {url}; push to the GitHub branch to run the pipeline")
 
 
@@ -675,9 +660,9 @@ def destroy(env: Mapping[str, str]) -> None:
     )
     cfn = session.client("cloudformation")
     bucket = (
-        stack_output(cfn, CLUSTER_STACK, "ArtifactBucketName") if stack_status(cfn, CLUSTER_STACK) else None
+        stack_output(cfn, CLUSTER.name, "ArtifactBucketName") if stack_status(cfn, CLUSTER.name) else None
     )
-    for stack, _ in reversed(STACKS):
+    for stack in (spec.name for spec in reversed(STACKS)):
         if stack_status(cfn, stack) is None:
             say(f"{stack} does not exist")
             continue

@@ -13,6 +13,8 @@ from pathlib import Path
 import requests
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+from local.aws.cloudformation import teach_moto
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -50,7 +52,13 @@ def own_stderr(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 @contextmanager
 def moto_endpoint() -> Iterator[str]:
-    """A moto server on a free loopback port; its process-wide backends are reset when it stops."""
+    """A moto server on a free loopback port; its process-wide backends are reset when it stops.
+
+    Its CloudFormation answers Ref and Fn::GetAtt of the types it does not implement (alarms, CodeDeploy,
+    CodeBuild, CodePipeline, SNS subscriptions) as AWS does, as the local stand-in's does: the templates refer
+    to those resources rather than naming them. It does not create them.
+    """
+    teach_moto()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])

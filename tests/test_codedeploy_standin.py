@@ -1,4 +1,4 @@
-"""local/codedeploy: the CodeDeploy stand-in through real boto3 clients (botocore parses every response)."""
+"""local/aws/codedeploy: the CodeDeploy stand-in through real boto3 clients (botocore parses every reply)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from local.codedeploy import CodeDeployServer, CodeDeployService
+from local.aws.codedeploy import CodeDeployServer, CodeDeployService
 
 APP = "phoenix-dev"
 GROUP = "phoenix-dev-sample-app"
@@ -100,6 +100,92 @@ def test_a_deployment_overrides_its_groups_config_and_alarms(client: Any) -> Non
             deploymentGroupName=GROUP,
             revision=revision("v2"),
             deploymentConfigName="CodeDeployDefault.OneAtATime",
+        )
+
+
+def test_update_deployment_group_changes_the_alarm_configuration_and_keeps_the_rest(
+    client: Any, codedeploy: CodeDeployService
+) -> None:
+    """The spec's literal rule turns the group's alarm polling off this way (local/drill/world.py)."""
+    group = client.get_deployment_group(applicationName=APP, deploymentGroupName=GROUP)["deploymentGroupInfo"]
+    answer = client.update_deployment_group(
+        applicationName=APP,
+        currentDeploymentGroupName=GROUP,
+        alarmConfiguration={**group["alarmConfiguration"], "enabled": False},
+    )
+    assert answer["hooksNotCleanedUp"] == []
+    updated = client.get_deployment_group(applicationName=APP, deploymentGroupName=GROUP)[
+        "deploymentGroupInfo"
+    ]
+    assert updated["alarmConfiguration"] == {
+        "enabled": False,
+        "alarms": [{"name": "phoenix-dev-health-check-failed"}],
+    }
+    assert {k: v for k, v in updated.items() if k != "alarmConfiguration"} == {
+        k: v for k, v in group.items() if k != "alarmConfiguration"
+    }
+    # A deployment created now carries no alarm to poll (the engine reads the group's configuration).
+    deployment = client.create_deployment(
+        applicationName=APP, deploymentGroupName=GROUP, revision=revision("v1")
+    )
+    assert codedeploy.get(deployment["deploymentId"])["deploymentGroupName"] == GROUP
+
+
+@pytest.mark.parametrize(
+    ("alarm_configuration", "error"),
+    [
+        ({"enabled": True, "alarms": []}, "InvalidAlarmConfigException"),
+        ({"enabled": True}, "InvalidAlarmConfigException"),
+        ({"enabled": True, "alarms": [{"name": "a"}, {"name": "a"}]}, "InvalidAlarmConfigException"),
+        ({"enabled": True, "alarms": [{"name": "x" * 256}]}, "InvalidAlarmConfigException"),
+        ({"enabled": True, "alarms": [{}]}, "InvalidAlarmConfigException"),
+        ({"enabled": True, "alarms": [{"name": f"a{n}"} for n in range(11)]}, "AlarmsLimitExceededException"),
+    ],
+)
+def test_update_deployment_group_refuses_what_aws_documents_as_invalid(
+    client: Any, alarm_configuration: dict[str, Any], error: str
+) -> None:
+    with pytest.raises(client.exceptions.ClientError) as raised:
+        client.update_deployment_group(
+            applicationName=APP, currentDeploymentGroupName=GROUP, alarmConfiguration=alarm_configuration
+        )
+    assert raised.value.response["Error"]["Code"] == error
+    # Nothing changed.
+    group = client.get_deployment_group(applicationName=APP, deploymentGroupName=GROUP)["deploymentGroupInfo"]
+    assert group["alarmConfiguration"]["enabled"] is True
+
+
+def test_update_deployment_group_names_and_renames_as_aws_does(client: Any) -> None:
+    with pytest.raises(client.exceptions.DeploymentGroupDoesNotExistException):
+        client.update_deployment_group(applicationName=APP, currentDeploymentGroupName="nope")
+    with pytest.raises(client.exceptions.ApplicationDoesNotExistException):
+        client.update_deployment_group(applicationName="nope", currentDeploymentGroupName=GROUP)
+    with pytest.raises(client.exceptions.InvalidDeploymentGroupNameException):
+        client.update_deployment_group(
+            applicationName=APP, currentDeploymentGroupName=GROUP, newDeploymentGroupName="no spaces"
+        )
+    with pytest.raises(client.exceptions.DeploymentConfigDoesNotExistException):
+        client.update_deployment_group(
+            applicationName=APP,
+            currentDeploymentGroupName=GROUP,
+            deploymentConfigName="CodeDeployDefault.OneAtATime",
+        )
+    first = client.create_deployment(applicationName=APP, deploymentGroupName=GROUP, revision=revision("v1"))
+    client.update_deployment_group(
+        applicationName=APP, currentDeploymentGroupName=GROUP, newDeploymentGroupName="renamed"
+    )
+    with pytest.raises(client.exceptions.DeploymentGroupDoesNotExistException):
+        client.get_deployment_group(applicationName=APP, deploymentGroupName=GROUP)
+    renamed = client.get_deployment_group(applicationName=APP, deploymentGroupName="renamed")[
+        "deploymentGroupInfo"
+    ]
+    assert renamed["deploymentGroupName"] == "renamed"
+    assert client.list_deployments(applicationName=APP, deploymentGroupName="renamed")["deployments"] == [
+        first["deploymentId"]
+    ]
+    with pytest.raises(client.exceptions.DeploymentGroupAlreadyExistsException):
+        client.create_deployment_group(
+            applicationName=APP, deploymentGroupName="renamed", serviceRoleArn="arn:aws:iam::1:role/x"
         )
 
 

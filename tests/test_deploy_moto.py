@@ -7,10 +7,12 @@
 - `make deploy` / `make destroy` get only AWS_ENDPOINT_URL (boto3's standard setting) and run in other regions
   of the same server, so the flows do not see each other's stacks.
 
-moto skips what it does not implement (CodeDeploy, CodePipeline, CodeBuild, alarms, SNS subscriptions, bucket
-and topic policies); everything else is asserted as created. One gap is filled here rather than bent around in
-the templates: moto cannot delete a CloudFormation-created route table, so its VPC could never be deleted; the
-fixture teaches moto to delete it, as AWS does.
+moto's CloudFormation does not create what moto does not implement (CodeDeploy, CodePipeline, CodeBuild,
+alarms, SNS subscriptions, bucket and topic policies); everything else is asserted as created. Two gaps are
+filled rather than bent around in the templates: moto's CloudFormation answers Ref and Fn::GetAtt of the
+types it skips as AWS does (tests/commands.py: local/aws/cloudformation.py teaches it), so the templates refer
+to their alarms, CodeDeploy and CodeBuild resources; and moto cannot delete a CloudFormation-created route
+table, so its VPC could never be deleted: the fixture teaches moto to delete it, as AWS does.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pytest
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.route_tables import RouteTable
 
+from scripts.stacks import CLUSTER, LAMBDA, PIPELINE, STACKS
 from tests.commands import clean_env, make, moto_endpoint
 
 # moto says what it skips (CodeDeploy, CodePipeline, alarms, ...); the module docstring says it once.
@@ -46,7 +49,7 @@ SPEC_DEFAULTS = {
     "ALARM_THRESHOLD": "2",
     "DEPLOYMENT_TIMEOUT": "900",
 }
-STACK_NAMES = {"ecs-cluster-stack", "lambda-functions-stack", "cicd-pipeline-stack"}
+STACK_NAMES = {stack.name for stack in STACKS}
 
 
 def _delete_route_table(
@@ -141,9 +144,8 @@ def _function_env(endpoint: str, region: str, name: str) -> dict[str, str]:
 
 
 def _load_config(module: str, variables: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The Lambda module's own configuration check, run on the environment the stack gave the function."""
-    for name, value in variables.items():
-        monkeypatch.setenv(name, value)
+    """The Lambda module's own configuration check (`load_config(env)`), run on the environment the stack gave
+    the function."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     spec = importlib.util.spec_from_file_location(f"deployed_{module}", ROOT / "lambdas" / f"{module}.py")
     assert spec is not None
@@ -154,7 +156,7 @@ def _load_config(module: str, variables: dict[str, str], monkeypatch: pytest.Mon
         spec.loader.exec_module(loaded)
     finally:
         del sys.modules[spec.name]
-    return loaded.CONFIG
+    return loaded.load_config(variables)
 
 
 # ---------------------------------------------------------------- the README, verbatim
@@ -176,11 +178,10 @@ def test_the_readme_has_the_setup_steps_and_only_the_manual_ones_are_skipped() -
     assert "git push" in skipped[1]
     commands = "\n".join(body for run, body in blocks if run)
     assert [m.group(1) for m in re.finditer(r"create-stack --stack-name (\S+)", commands)] == [
-        "ecs-cluster-stack",
-        "lambda-functions-stack",
-        "cicd-pipeline-stack",
+        stack.name for stack in STACKS
     ]
     assert commands.count("wait stack-create-complete") == 3
+    assert commands.count("--tags Key=Project,Value=phoenix Key=Environment,Value=dev") == 3
 
 
 def test_the_readme_commands_create_the_three_stacks(
@@ -188,6 +189,9 @@ def test_the_readme_commands_create_the_three_stacks(
 ) -> None:
     assert readme_deployment.returncode == 0, readme_deployment.stderr[-3000:]
     assert _stacks(endpoint, "us-east-1") == dict.fromkeys(STACK_NAMES, "CREATE_COMPLETE")
+    cfn = _client(endpoint, "cloudformation", "us-east-1")
+    for stack in cfn.describe_stacks()["Stacks"]:
+        assert {t["Key"]: t["Value"] for t in stack["Tags"]} == {"Project": "phoenix", "Environment": "dev"}
 
 
 def test_every_imported_export_exists(
@@ -195,14 +199,18 @@ def test_every_imported_export_exists(
 ) -> None:
     assert readme_deployment.returncode == 0
     exports = _exports(endpoint, "us-east-1")
-    stacks = {"ClusterStackName": "ecs-cluster-stack", "LambdaStackName": "lambda-functions-stack"}
-    for template in ("lambda-functions.yaml", "cicd-pipeline.yaml"):
+    stacks = {"ClusterStackName": CLUSTER.name, "LambdaStackName": LAMBDA.name}
+    for template in (LAMBDA.template, PIPELINE.template):
         text = (ROOT / "cloudformation" / template).read_text()
         for parameter, output in re.findall(r'Fn::ImportValue": !Sub "\$\{(\w+)\}-(\w+)"', text):
             name = f"{stacks[parameter]}-{output}"
             assert exports.get(name), f"{template} imports {name}, which no stack exports"
-    assert exports["ecs-cluster-stack-LoadBalancerFullName"].startswith("app/phoenix-dev-alb/")
-    assert exports["ecs-cluster-stack-BlueTargetGroupFullName"].startswith("targetgroup/phoenix-dev-blue/")
+    assert exports[CLUSTER.export("LoadBalancerFullName")].startswith("app/phoenix-dev-alb/")
+    assert exports[CLUSTER.export("BlueTargetGroupFullName")].startswith("targetgroup/phoenix-dev-blue/")
+    # Outputs that refer to resources moto's CloudFormation does not implement: Ref as on AWS.
+    assert exports[LAMBDA.export("HealthCheckAlarmName")] == "phoenix-dev-health-check-failed"
+    assert exports[PIPELINE.export("DeploymentGroupName")] == "phoenix-dev-sample-app"
+    assert exports[PIPELINE.export("PipelineName")] == "phoenix-dev-pipeline"
 
 
 def test_listeners_forward_to_the_blue_target_group_and_both_groups_check_health(
@@ -228,8 +236,8 @@ def test_listeners_forward_to_the_blue_target_group_and_both_groups_check_health
     }
     exports = _exports(endpoint, "us-east-1")
     by_port = {listener["Port"]: listener["ListenerArn"] for listener in listeners}
-    assert exports["ecs-cluster-stack-ProductionListenerArn"] == by_port[80]
-    assert exports["ecs-cluster-stack-TestListenerArn"] == by_port[8080]
+    assert exports[CLUSTER.export("ProductionListenerArn")] == by_port[80]
+    assert exports[CLUSTER.export("TestListenerArn")] == by_port[8080]
 
 
 def test_the_service_runs_the_first_task_definition_in_the_cluster(
@@ -266,9 +274,9 @@ def test_functions_carry_the_four_parameters_and_a_configuration_their_code_acce
     variables = _function_env(endpoint, "us-east-1", function)
     assert {k: variables[k] for k in SPEC_DEFAULTS} == SPEC_DEFAULTS
     config = _load_config(module, variables, monkeypatch)
-    assert config.environment == "dev"
-    assert config.health_check_interval == 60
-    assert config.codedeploy_deployment_group == "phoenix-dev-sample-app"
+    assert config.service.environment == "dev"
+    assert config.service.health_check_interval == 60
+    assert config.service.deployment_group == "phoenix-dev-sample-app"
     code = _client(endpoint, "lambda", "us-east-1").get_function(FunctionName=function)
     assert code["Configuration"]["Handler"] == f"{module}.lambda_handler"
 
@@ -279,14 +287,14 @@ def test_the_health_check_is_scheduled_and_probes_the_stack_listeners_from_the_p
     assert readme_deployment.returncode == 0
     variables = _function_env(endpoint, "us-east-1", "phoenix-dev-health-check")
     exports = _exports(endpoint, "us-east-1")
-    assert variables["PRODUCTION_URL"] == exports["ecs-cluster-stack-ProductionUrl"]
-    assert variables["TEST_URL"] == exports["ecs-cluster-stack-TestUrl"]
+    assert variables["PRODUCTION_URL"] == exports[CLUSTER.export("ProductionUrl")]
+    assert variables["TEST_URL"] == exports[CLUSTER.export("TestUrl")]
     assert variables["TEST_URL"].endswith(":8080")
     config = _client(endpoint, "lambda", "us-east-1").get_function_configuration(
         FunctionName="phoenix-dev-health-check"
     )
     assert sorted(config["VpcConfig"]["SubnetIds"]) == sorted(
-        exports["ecs-cluster-stack-PrivateSubnetIds"].split(",")
+        exports[CLUSTER.export("PrivateSubnetIds")].split(",")
     )
     events = _client(endpoint, "events", "us-east-1")
     rule = events.describe_rule(Name="phoenix-dev-health-check")
@@ -328,11 +336,11 @@ def test_the_lambda_code_is_in_the_cluster_stacks_artifact_bucket(
     readme_deployment: subprocess.CompletedProcess[str], endpoint: str
 ) -> None:
     assert readme_deployment.returncode == 0
-    outputs = _stack_outputs(endpoint, "us-east-1", "ecs-cluster-stack")
+    outputs = _stack_outputs(endpoint, "us-east-1", CLUSTER.name)
     s3 = _client(endpoint, "s3", "us-east-1")
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=outputs["ArtifactBucketName"])["Contents"]}
     assert keys == {"health_check.zip", "auto_rollback.zip"}
-    pipeline = _stack_outputs(endpoint, "us-east-1", "cicd-pipeline-stack")
+    pipeline = _stack_outputs(endpoint, "us-east-1", PIPELINE.name)
     assert pipeline["ArtifactBucketName"] == outputs["ArtifactBucketName"]
     assert pipeline["DeploymentGroupName"] == "phoenix-dev-sample-app"
 
@@ -367,6 +375,9 @@ def test_make_deploy_then_make_destroy_against_the_endpoint(endpoint: str) -> No
     )
     assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-3000:]
     assert _stacks(endpoint, region) == dict.fromkeys(STACK_NAMES, "CREATE_COMPLETE")
+    for stack in _client(endpoint, "cloudformation", region).describe_stacks()["Stacks"]:
+        tags = {t["Key"]: t["Value"] for t in stack["Tags"]}
+        assert tags == {"Project": "phoenix", "Environment": "staging"}
     variables = _function_env(endpoint, region, "phoenix-staging-health-check")
     assert {k: variables[k] for k in SPEC_DEFAULTS} == {
         "ENVIRONMENT": "staging",
@@ -406,4 +417,4 @@ def test_the_readme_cleanup_removes_the_stacks_and_what_they_retain(
     assert _stacks(endpoint, "us-east-1") == {}
     assert _client(endpoint, "ecr", "us-east-1").describe_repositories()["repositories"] == []
     buckets = [b["Name"] for b in _client(endpoint, "s3", "us-east-1").list_buckets()["Buckets"]]
-    assert not [b for b in buckets if b.startswith("ecs-cluster-stack-artifactbucket")]
+    assert not [b for b in buckets if b.startswith(f"{CLUSTER.name}-artifactbucket")]

@@ -23,7 +23,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from scripts import deploy
+from scripts import deploy, stacks
 from tests.commands import clean_env, make, moto_endpoint, own_stderr, run
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS:UserWarning")
@@ -34,7 +34,7 @@ REGION = "eu-central-1"
 CONNECTION_ARN = (
     "arn:aws:codestar-connections:us-east-1:123456789012:connection/0e1d2c3b-aaaa-bbbb-cccc-000000000001"
 )
-STACKS = ("ecs-cluster-stack", "lambda-functions-stack", "cicd-pipeline-stack")
+STACKS = tuple(stack.name for stack in stacks.STACKS)
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -80,7 +80,7 @@ def deployed(endpoint: str) -> subprocess.CompletedProcess[str]:
 
 # ---------------------------------------------------------------- stack updates of the CODE_DEPLOY service
 def test_the_create_time_parameters_are_those_that_reach_the_service_or_its_task_definition() -> None:
-    parameters, conditions = deploy.create_time_scope(deploy.load_template("ecs-cluster.yaml"))
+    parameters, conditions = deploy.create_time_scope(stacks.load_template("ecs-cluster.yaml"))
     assert set(parameters) == {
         "ProjectName",
         "Environment",

@@ -1,15 +1,23 @@
-"""The stand-in's pieces on their own: alarm semantics, metric math, deployment configurations, templates."""
+"""The stand-in's and the drill's pieces on their own: alarm semantics, metric math, deployment
+configurations, CloudFormation of the types moto skips, the background loop, the scenario check, the table."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
-from local.aws import TEMPLATES, Resolver, Stack, camel_case, load_template
-from local.cloudwatch_alarms import AlarmEvaluator, evaluate_expression, statistic
-from local.codedeploy_engine import shift_steps
-from local.lambda_runtime import rate_seconds
+from local.aws.cloudformation import camel_case, skipped_resources
+from local.aws.cloudwatch import AlarmEvaluator, evaluate_expression, statistic
+from local.aws.codedeploy.ecs_engine import shift_steps
+from local.aws.events import rate_seconds
+from local.background import Loop
+from local.drill.results import LAMBDA_ACTIONS, Deployment, Gate, LambdaAction, Result, Users
+from local.drill.scenarios import SCENARIOS, Expected, Serving, check
+from local.drill.table import Column, figure, render
 from local.timescale import TimeScale
 
 
@@ -99,26 +107,56 @@ def test_schedule_rates_in_aws_seconds() -> None:
     assert rate_seconds("rate(5 minutes)") == 300
 
 
-def test_template_properties_resolve_with_parameters_imports_and_maps() -> None:
-    stack = Stack("lambda-functions-stack", "lambda-functions.yaml")
-    stack.template = load_template(TEMPLATES / "lambda-functions.yaml")
-    stack.resolved_parameters = {
-        name: str(spec.get("Default", "")) for name, spec in stack.template["Parameters"].items()
+TEMPLATE = """
+Parameters:
+  Prefix: {Type: String, Default: phoenix-dev}
+Resources:
+  Alarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmName: !Sub "${Prefix}-health"
+      Namespace: Phoenix/Deployments
+      MetricName: HealthCheckFailed
+      Statistic: Maximum
+      Period: 60
+      EvaluationPeriods: 1
+      Threshold: 1
+      ComparisonOperator: GreaterThanOrEqualToThreshold
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !Sub "${Alarm}-queue"
+Outputs:
+  AlarmName: {Value: !Ref Alarm}
+  AlarmArn: {Value: !GetAtt Alarm.Arn}
+"""
+
+
+def test_moto_cloudformation_answers_ref_and_getatt_of_a_type_it_skips(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        cfn = boto3.client("cloudformation", region_name="us-east-1")
+        stack_id = cfn.create_stack(StackName="s", TemplateBody=TEMPLATE)["StackId"]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks()["Stacks"][0]["Outputs"]}
+        queues = boto3.client("sqs", region_name="us-east-1").list_queues()["QueueUrls"]
+    assert outputs == {
+        "AlarmName": "phoenix-dev-health",
+        "AlarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:phoenix-dev-health",
     }
-    exports = {
-        "ecs-cluster-stack-LoadBalancerFullName": "app/lb/1",
-        "ecs-cluster-stack-BlueTargetGroupFullName": "tg",
-    }
-    resolver = Resolver(stack, exports, lambda _type, physical, _attr: f"arn:{physical}")
-    assert resolver.resolve({"Fn::Sub": "${ProjectName}-${Environment}-x"}) == "phoenix-dev-x"
-    assert (
-        resolver.resolve({"Fn::FindInMap": ["Schedule", {"Ref": "HealthCheckInterval"}, "Rate"]})
-        == "rate(1 minute)"
+    assert [q.rsplit("/", 1)[1] for q in queues] == ["phoenix-dev-health-queue"]
+    [alarm] = skipped_resources(stack_id)
+    assert (alarm.logical_id, alarm.type, alarm.name) == (
+        "Alarm",
+        "AWS::CloudWatch::Alarm",
+        "phoenix-dev-health",
     )
     assert (
-        resolver.resolve({"Fn::ImportValue": {"Fn::Sub": "${ClusterStackName}-LoadBalancerFullName"}})
-        == "app/lb/1"
-    )
+        alarm.properties["AlarmName"] == "phoenix-dev-health"
+    )  # resolved by moto, for the stand-in to create
+    assert skipped_resources(stack_id) == []
 
 
 def test_deployment_group_properties_become_api_members() -> None:
@@ -129,3 +167,126 @@ def test_deployment_group_properties_become_api_members() -> None:
         "ecsServices": [{"clusterName": "c"}],
         "loadBalancerInfo": {"targetGroupPairInfoList": []},
     }
+
+
+def test_a_background_loop_logs_a_failed_step_and_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[int] = []
+    done = threading.Event()
+
+    def step() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        done.set()
+
+    finals: list[int] = []
+    with Loop("test-loop", step, every=0.01, final=lambda: finals.append(1)) as loop:
+        assert done.wait(5)
+    loop.stop()  # a second stop is harmless
+    assert len(calls) >= 2
+    assert finals == [1]
+    assert "test-loop: background step failed" in caplog.text
+    assert "RuntimeError: boom" in caplog.text
+
+
+def result(**fields: Any) -> Result:
+    base: dict[str, Any] = {
+        "scenario": "s",
+        "title": "t",
+        "expected": "e",
+        "release": "v3",
+        "deployment": Deployment("d-1", "Succeeded"),
+        "serving_before": "v2",
+        "serving_after": "v3",
+    }
+    return Result(**{**base, **fields})
+
+
+PROMOTED = Expected("promoted", status=("Succeeded",), serving=Serving.RELEASE, gate=Gate.NONE, rollbacks=0)
+
+
+@pytest.mark.parametrize(
+    ("expected", "measured", "failures"),
+    [
+        (PROMOTED, result(), []),
+        (
+            PROMOTED,
+            result(deployment=Deployment("d-1", "Stopped", "ALARM_ACTIVE"), serving_after="v2"),
+            ["deployment Stopped (ALARM_ACTIVE), expected Succeeded", "serving v2 after, expected v3"],
+        ),
+        (
+            PROMOTED,
+            result(gate=Gate.ALARM, actor="CodeDeploy alarm rollback", rollback_deployments=["d-2"]),
+            [
+                "acted on by alarm gate (CodeDeploy alarm rollback), expected the none",
+                "1 rollback deployments, expected 0",
+            ],
+        ),
+        (
+            SCENARIOS["broken-health"].expected,
+            result(
+                deployment=Deployment("d-1", "Failed", "HOOK_EXECUTION_FAILURE"),
+                gate=Gate.TEST_TRAFFIC,
+                serving_after="v2",
+                rollback_deployments=["d-2"],
+                users=Users(total=10, answered=9, failed=1),
+            ),
+            [
+                "1 user requests failed or timed out, at most 0 expected",
+                "no notification naming FAILED or ROLLBACK",
+            ],
+        ),
+        (
+            SCENARIOS["bad-under-traffic"].expected,
+            result(
+                deployment=Deployment("d-1", "Stopped", "MANUAL_STOP"),
+                gate=Gate.ALARM,
+                serving_after="v2",
+                rollback_deployments=["d-2"],
+                auto_rollback_lambda=[LambdaAction(1.0, "none", "rollback already in progress", "a")],
+            ),
+            ["no alarm fired"],
+        ),
+        (
+            Expected("stopped", status=("Stopped",), serving=Serving.ORIGINAL, lambda_actions=("stopped",)),
+            result(deployment=Deployment("d-1", "Stopped"), serving_after="v2"),
+            ["the auto-rollback Lambda did not act (stopped)"],
+        ),
+        (
+            Expected("reacts", status=("Succeeded",), serving=Serving.RELEASE, lambda_actions=LAMBDA_ACTIONS),
+            result(),
+            ["the auto-rollback Lambda did not react"],
+        ),
+        (
+            PROMOTED,
+            result(deployment=None, failures=["waited 90 s for deployment d-1"]),
+            ["waited 90 s for deployment d-1"],
+        ),
+    ],
+)
+def test_one_generic_check_reads_the_expected_outcome_as_data(
+    expected: Expected, measured: Result, failures: list[str]
+) -> None:
+    assert check(expected, measured) == failures
+
+
+def test_every_demo_scenario_expects_what_its_gate_implies() -> None:
+    for scenario in SCENARIOS.values():
+        expected = scenario.expected
+        if expected.gate in (Gate.NONE, Gate.RESURRECTION):
+            assert expected.status == ("Succeeded",), scenario.name
+        if expected.gate is Gate.RESURRECTION:
+            assert (expected.redeployments, expected.serving) == (1, Serving.ORIGINAL)
+
+
+def test_the_table_aligns_cuts_and_dashes() -> None:
+    columns: list[Column[tuple[str, float | None]]] = [
+        Column("name", 6, lambda row: row[0]),
+        Column("value", 7, lambda row: figure(row[1]), ">"),
+    ]
+    assert render(columns, [("healthy-long", 1.5), ("x", None)]).splitlines() == [
+        "name     value",
+        "--------------",
+        "health     1.5",
+        "x            -",
+    ]

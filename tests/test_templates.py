@@ -8,17 +8,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from scripts import deploy
-from scripts.deploy import STACKS, check_value, env_name
+from local.aws.cloudformation import SKIPPED
+from scripts import stacks
+from scripts.deploy import check_value, env_name, lambda_sources
+from scripts.stacks import CLUSTER, LAMBDA, PIPELINE, ROOT, STACKS
 
-ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_DIR = ROOT / "cloudformation"
-TEMPLATES = [template for _, template in STACKS]
+TEMPLATES = [stack.template for stack in STACKS]
 FUNCTIONS = {"HealthCheckFunction": "health_check", "AutoRollbackFunction": "auto_rollback"}
 SPEC_VARIABLES = {
     "ENVIRONMENT": "Environment",
@@ -27,7 +27,7 @@ SPEC_VARIABLES = {
     "DEPLOYMENT_TIMEOUT": "DeploymentTimeout",
 }
 # Which stack parameter names the stack each template imports from.
-IMPORT_SOURCES = {"ClusterStackName": "ecs-cluster.yaml", "LambdaStackName": "lambda-functions.yaml"}
+IMPORT_SOURCES = {"ClusterStackName": CLUSTER.template, "LambdaStackName": LAMBDA.template}
 IAM_TYPES = {"AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}
 _LOADED: dict[str, dict[str, Any]] = {}
 
@@ -35,7 +35,7 @@ _LOADED: dict[str, dict[str, Any]] = {}
 def load_template(name: str) -> dict[str, Any]:
     """The template as data (parsed once per session; tests only read it)."""
     if name not in _LOADED:
-        _LOADED[name] = deploy.load_template(name)
+        _LOADED[name] = stacks.load_template(name)
     return _LOADED[name]
 
 
@@ -114,7 +114,7 @@ def test_every_parameter_is_constrained_and_its_default_passes(template: tuple[s
 
 
 def test_the_spec_parameters_exist_with_the_spec_defaults() -> None:
-    parameters = load_template("lambda-functions.yaml")["Parameters"]
+    parameters = load_template(LAMBDA.template)["Parameters"]
     assert {k: str(parameters[v]["Default"]) for k, v in SPEC_VARIABLES.items()} == {
         "ENVIRONMENT": "dev",
         "HEALTH_CHECK_INTERVAL": "60",
@@ -186,7 +186,7 @@ def test_identity_policies_use_resource_star_only_where_needed_and_say_why(
 
 
 def test_every_alarm_explains_its_missing_data_choice() -> None:
-    name = "lambda-functions.yaml"
+    name = LAMBDA.template
     body = load_template(name)
     alarms = [k for k, v in body["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"]
     assert len(alarms) == 7
@@ -198,7 +198,7 @@ def test_every_alarm_explains_its_missing_data_choice() -> None:
 
 
 def test_the_health_alarm_follows_the_spec_parameters() -> None:
-    alarm = load_template("lambda-functions.yaml")["Resources"]["HealthCheckFailedAlarm"]["Properties"]
+    alarm = load_template(LAMBDA.template)["Resources"]["HealthCheckFailedAlarm"]["Properties"]
     assert alarm["Namespace"] == "Phoenix/Deployments"
     assert alarm["MetricName"] == "HealthCheckFailed"
     assert alarm["Period"] == {"Ref": "HealthCheckInterval"}
@@ -208,7 +208,7 @@ def test_the_health_alarm_follows_the_spec_parameters() -> None:
 
 
 def test_the_schedule_has_a_rate_for_every_allowed_interval() -> None:
-    body = load_template("lambda-functions.yaml")
+    body = load_template(LAMBDA.template)
     allowed = body["Parameters"]["HealthCheckInterval"]["AllowedValues"]
     for seconds in allowed:
         rate = body["Mappings"]["Schedule"][seconds]["Rate"]
@@ -217,16 +217,17 @@ def test_the_schedule_has_a_rate_for_every_allowed_interval() -> None:
 
 
 def lambda_variables(module: str) -> set[str]:
-    """The environment variables a Lambda module reads (its load_config)."""
-    source = (ROOT / "lambdas" / f"{module}.py").read_text()
+    """The environment variables a function's code reads (its load_config): its module and the shared modules
+    of lambdas/ that its zip holds (scripts/deploy.py lambda_sources)."""
+    source = "\n".join(path.read_text() for _, path in lambda_sources(module))
     return set(re.findall(r'env(?:\.get)?\(?\s*(?:env,\s*)?"([A-Z][A-Z0-9_]+)"', source)) | set(
-        re.findall(r'_(?:required|integer|number|url|flag)\(env, "([A-Z][A-Z0-9_]+)"', source)
+        re.findall(r'_(?:required|integer|number|url|flag)\(\s*env,\s*"([A-Z][A-Z0-9_]+)"', source)
     )
 
 
 @pytest.mark.parametrize(("resource", "module"), FUNCTIONS.items())
 def test_each_function_gets_every_variable_its_module_reads(resource: str, module: str) -> None:
-    function = load_template("lambda-functions.yaml")["Resources"][resource]["Properties"]
+    function = load_template(LAMBDA.template)["Resources"][resource]["Properties"]
     variables = function["Environment"]["Variables"]
     read = lambda_variables(module)
     assert set(SPEC_VARIABLES) <= read
@@ -237,7 +238,7 @@ def test_each_function_gets_every_variable_its_module_reads(resource: str, modul
 
 
 def test_the_auto_rollback_function_is_serialised_and_has_a_dead_letter_queue() -> None:
-    resources = load_template("lambda-functions.yaml")["Resources"]
+    resources = load_template(LAMBDA.template)["Resources"]
     function = resources["AutoRollbackFunction"]["Properties"]
     assert function["ReservedConcurrentExecutions"] == 1
     assert function["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": "DeadLetterQueue.Arn"}}
@@ -247,7 +248,7 @@ def test_the_auto_rollback_function_is_serialised_and_has_a_dead_letter_queue() 
 
 
 def test_codedeploy_may_invoke_the_hook_and_the_hook_may_answer() -> None:
-    cicd = load_template("cicd-pipeline.yaml")["Resources"]
+    cicd = load_template(PIPELINE.template)["Resources"]
     invoke = [
         s
         for p in cicd["DeployRole"]["Properties"]["Policies"]
@@ -261,19 +262,19 @@ def test_codedeploy_may_invoke_the_hook_and_the_hook_may_answer() -> None:
             "Resource": {"Fn::ImportValue": {"Fn::Sub": "${LambdaStackName}-HealthCheckFunctionArn"}},
         }
     ]
-    role = load_template("lambda-functions.yaml")["Resources"]["HealthCheckRole"]["Properties"]
+    role = load_template(LAMBDA.template)["Resources"]["HealthCheckRole"]["Properties"]
     granted = {a for p in role["Policies"] for s in statements(p["PolicyDocument"]) for a in actions(s)}
     assert "codedeploy:PutLifecycleEventHookExecutionStatus" in granted
 
 
 def test_the_deployment_group_rolls_back_on_failure_and_on_every_health_alarm() -> None:
-    group = load_template("cicd-pipeline.yaml")["Resources"]["DeploymentGroup"]["Properties"]
+    group = load_template(PIPELINE.template)["Resources"]["DeploymentGroup"]["Properties"]
     assert group["AutoRollbackConfiguration"] == {
         "Enabled": True,
         "Events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"],
     }
     alarm_exports = {a["Name"]["Fn::ImportValue"]["Fn::Sub"] for a in group["AlarmConfiguration"]["Alarms"]}
-    lambda_outputs = load_template("lambda-functions.yaml")["Outputs"]
+    lambda_outputs = load_template(LAMBDA.template)["Outputs"]
     # Every health alarm gates the deployment; the deployment-overdue alarm reaches the auto-rollback Lambda
     # only, which checks the deployment's age before stopping it.
     expected = {
@@ -292,12 +293,11 @@ def test_the_deployment_group_rolls_back_on_failure_and_on_every_health_alarm() 
 
 
 def test_the_deployment_overdue_alarm_reaches_the_auto_rollback_function_as_its_timeout_alarm() -> None:
-    resources = load_template("lambda-functions.yaml")["Resources"]
+    resources = load_template(LAMBDA.template)["Resources"]
     alarm = resources["DeploymentOverdueAlarm"]["Properties"]
     variables = resources["AutoRollbackFunction"]["Properties"]["Environment"]["Variables"]
-    name = alarm["AlarmName"]
-    assert variables["DEPLOYMENT_TIMEOUT_ALARM_NAME"] == name
-    assert name in variables["ALARM_NAMES"]["Fn::Join"][1]
+    assert variables["DEPLOYMENT_TIMEOUT_ALARM_NAME"] == {"Ref": "DeploymentOverdueAlarm"}
+    assert {"Ref": "DeploymentOverdueAlarm"} in variables["ALARM_NAMES"]["Fn::Join"][1]
     assert alarm["MetricName"] == "DeploymentOverdue"
     assert alarm["Period"] == {"Ref": "HealthCheckInterval"}
     assert alarm["AlarmActions"] == [{"Ref": "AlarmsTopic"}]
@@ -312,7 +312,7 @@ def _depends_on(resource: dict[str, Any]) -> set[str]:
 def test_both_listeners_depend_on_both_target_groups() -> None:
     """After an odd number of deployments a listener forwards to green, which nothing else references: without
     the dependency CloudFormation deletes green first and the stack deletion fails with ResourceInUse."""
-    resources = load_template("ecs-cluster.yaml")["Resources"]
+    resources = load_template(CLUSTER.template)["Resources"]
     groups = {k for k, v in resources.items() if v["Type"] == "AWS::ElasticLoadBalancingV2::TargetGroup"}
     listeners = [k for k, v in resources.items() if v["Type"] == "AWS::ElasticLoadBalancingV2::Listener"]
     assert len(groups) == 2
@@ -331,13 +331,48 @@ def test_every_security_group_declares_its_egress_inline(template: tuple[str, di
 
 
 def test_the_registry_keeps_every_image_the_rollback_history_can_reach() -> None:
-    repository = load_template("ecs-cluster.yaml")["Resources"]["Repository"]["Properties"]
+    repository = load_template(CLUSTER.template)["Resources"]["Repository"]["Properties"]
     rules = json.loads(repository["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
     [keep] = [
         r["selection"]["countNumber"] for r in rules if r["selection"]["countType"] == "imageCountMoreThan"
     ]
-    function = load_template("lambda-functions.yaml")["Resources"]["AutoRollbackFunction"]["Properties"]
+    function = load_template(LAMBDA.template)["Resources"]["AutoRollbackFunction"]["Properties"]
     history = int(function["Environment"]["Variables"]["HISTORY_MAX_DEPLOYMENTS"])
     assert keep >= history, (
         f"ECR keeps {keep} images; the auto-rollback Lambda reaches back {history} deployments"
     )
+
+
+def _sub_texts(node: Any) -> Iterator[str]:
+    for found in walk(node):
+        if isinstance(found, dict) and "Fn::Sub" in found:
+            sub = found["Fn::Sub"]
+            text = sub[0] if isinstance(sub, list) else sub
+            if isinstance(text, str):
+                yield text
+
+
+@pytest.mark.parametrize("kind", [spec.type for spec in SKIPPED])
+def test_resources_the_stand_in_creates_are_referred_to_not_named(kind: str) -> None:
+    """Ref / Fn::GetAtt rather than a copy of the name, also for the types moto's CloudFormation skips
+    (local/aws/cloudformation.py answers Ref and GetAtt of them): CloudFormation orders the creation by the
+    references, and a renamed resource is followed."""
+    name_property = next(spec.name_property for spec in SKIPPED if spec.type == kind)
+    for template in TEMPLATES:
+        body = load_template(template)
+        for logical, resource in body["Resources"].items():
+            name = resource.get("Properties", {}).get(name_property)
+            if resource["Type"] != kind or not isinstance(name, dict) or "Fn::Sub" not in name:
+                continue
+            others = {**body, "Resources": {k: v for k, v in body["Resources"].items() if k != logical}}
+            arn = re.compile(rf"^arn:.*[:/]{re.escape(name['Fn::Sub'])}(?:$|[:/])")
+            copies = [text for text in _sub_texts(others) if text == name["Fn::Sub"] or arn.match(text)]
+            assert copies == [], f"{template}: {logical} is named instead of referred to: {copies}"
+
+
+def test_resources_carry_the_stack_tags_not_copies_of_them(template: tuple[str, dict[str, Any]]) -> None:
+    name, body = template
+    for resource, spec in body["Resources"].items():
+        tags = spec.get("Properties", {}).get("Tags") or []
+        keys = {tag.get("Key") for tag in tags if isinstance(tag, dict)}
+        assert not keys & {"Project", "Environment"}, f"{name}: {resource} repeats the stack-level tags"

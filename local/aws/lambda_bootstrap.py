@@ -1,9 +1,10 @@
 """The Lambda runtime's worker process (the stand-in for one warm execution environment).
 
-Run by local/lambda_runtime.py as `python -I lambda_bootstrap.py CODE_DIR MODULE.FUNCTION FD`. It imports the
-handler from CODE_DIR once (module-level configuration is read then, from this process's environment, as on
-Lambda), then reads one invocation per line on stdin ({"id", "event", "deadline"}) and writes one answer per
-line on file descriptor FD ({"id", "result"} or {"id", "error"}). stdout and stderr are the function's logs.
+Run by local/aws/lambda_runtime.py as `python -I lambda_bootstrap.py CODE_DIR MODULE.FUNCTION FD`. It imports
+the handler from CODE_DIR once (module-level configuration is read then, from this process's environment, as
+on Lambda), then reads one invocation per line on stdin ({"id", "event", "deadline"}) and writes one answer
+per line on file descriptor FD ({"id", "result"} or {"id", "error"}). stdout and stderr are the function's
+logs.
 """
 
 from __future__ import annotations

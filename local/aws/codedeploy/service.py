@@ -5,9 +5,15 @@ the response body, or raises `CodeDeployError` carrying AWS's error `__type` cod
 guards all state, so e.g. two concurrent CreateDeployment calls for one deployment group give one deployment
 and one DeploymentLimitExceededException, as on AWS.
 
-Operations: CreateApplication, CreateDeploymentGroup, GetDeploymentGroup, CreateDeployment, GetDeployment,
-BatchGetDeployments, GetApplicationRevision, ListDeployments (includeOnlyStatuses, createTimeRange,
-nextToken), StopDeployment (autoRollbackEnabled), PutLifecycleEventHookExecutionStatus.
+Operations: CreateApplication, CreateDeploymentGroup, GetDeploymentGroup, UpdateDeploymentGroup,
+CreateDeployment, GetDeployment, BatchGetDeployments, GetApplicationRevision, ListDeployments
+(includeOnlyStatuses, createTimeRange, nextToken), StopDeployment (autoRollbackEnabled),
+PutLifecycleEventHookExecutionStatus.
+
+Alarm configurations (a group's, an update's, a deployment's override) are checked as botocore's model
+documents InvalidAlarmConfigException and AlarmsLimitExceededException: an alarm without a name, a name longer
+than 255 characters, the same name twice, more than 10 alarms, or an enabled configuration without alarms.
+Deployment group names follow the model's DeploymentGroupName shape (1-100 of [A-Za-z0-9+=,.@_-]).
 
 What AWS leaves out, this leaves out too (botocore's CodeDeploy model is the reference):
 - GetDeployment and BatchGetDeployments never return the AppSpec text: "The content property of the
@@ -62,6 +68,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 JSON = dict[str, Any]
@@ -75,6 +82,23 @@ ECS_CONFIG_NAME = re.compile(
     r"CodeDeployDefault\.ECS(AllAtOnce|Canary\d+Percent\d+Minutes?|Linear\d+PercentEvery\d+Minutes?)"
 )
 BATCH_LIMIT = 25
+MAX_ALARMS = 10
+MAX_ALARM_NAME = 255
+GROUP_NAME = re.compile(r"[A-Za-z0-9+=,.@_-]{1,100}")
+# What UpdateDeploymentGroup changes when given (besides the name), as CreateDeploymentGroup sets it.
+GROUP_SETTINGS = (
+    "deploymentConfigName",
+    "serviceRoleArn",
+    "triggerConfigurations",
+    "alarmConfiguration",
+    "autoRollbackConfiguration",
+    "deploymentStyle",
+    "blueGreenDeploymentConfiguration",
+    "loadBalancerInfo",
+    "ecsServices",
+    "outdatedInstancesStrategy",
+    "terminationHookEnabled",
+)
 
 
 class CodeDeployError(Exception):
@@ -97,6 +121,63 @@ class DeploymentEngine(Protocol):
     def on_hook_status(
         self, service: CodeDeployService, deployment_id: str, execution_id: str, status: str
     ) -> None: ...
+
+
+def _check_alarm_configuration(config: Any) -> None:
+    """InvalidAlarmConfigException / AlarmsLimitExceededException, as botocore's model documents them."""
+    if config is None:
+        return
+    alarms = config.get("alarms") if isinstance(config, dict) else None
+    if alarms is None and isinstance(config, dict) and not config.get("enabled"):
+        return  # nothing to check: no list, and polling off
+    invalid = "The format of the alarm configuration is invalid."
+    if not isinstance(alarms, list):
+        raise CodeDeployError("InvalidAlarmConfigException", f"{invalid} The alarm list is null.")
+    if len(alarms) > MAX_ALARMS:
+        raise CodeDeployError(
+            "AlarmsLimitExceededException",
+            f"The maximum number of alarms for a deployment group ({MAX_ALARMS}) was exceeded.",
+        )
+    names = [alarm.get("name") if isinstance(alarm, dict) else None for alarm in alarms]
+    for name in names:
+        if not isinstance(name, str) or not name or len(name) > MAX_ALARM_NAME:
+            raise CodeDeployError(
+                "InvalidAlarmConfigException",
+                f"{invalid} The alarm name is empty or null or exceeds the limit of {MAX_ALARM_NAME} "
+                "characters.",
+            )
+    if len(set(names)) != len(names):
+        raise CodeDeployError(
+            "InvalidAlarmConfigException", f"{invalid} Two alarms with the same name have been specified."
+        )
+    if config.get("enabled") and not alarms:
+        raise CodeDeployError(
+            "InvalidAlarmConfigException",
+            f"{invalid} The alarm configuration is enabled, but the alarm list is empty.",
+        )
+
+
+def _check_group_name(name: Any) -> None:
+    if not name:
+        raise CodeDeployError(
+            "DeploymentGroupNameRequiredException", "The deployment group name was not specified."
+        )
+    if not isinstance(name, str) or not GROUP_NAME.fullmatch(name):
+        raise CodeDeployError(
+            "InvalidDeploymentGroupNameException",
+            "The deployment group name was specified in an invalid format.",
+        )
+
+
+@dataclass(frozen=True)
+class Record:
+    """How a deployment enters the history: CreateDeployment's defaults, a rollback's creator, or a seed."""
+
+    status: str = "Created"
+    creator: str = "user"
+    description: str | None = None
+    create_time: float | None = None
+    deployment_id: str | None = None
 
 
 def _new_deployment_id() -> str:
@@ -189,10 +270,7 @@ class CodeDeployService:
 
     def _group(self, application: Any, group: Any) -> JSON:
         self._application(application)
-        if not group:
-            raise CodeDeployError(
-                "DeploymentGroupNameRequiredException", "The deployment group name was not specified."
-            )
+        _check_group_name(group)
         info = self._groups.get((application, group))
         if info is None:
             raise CodeDeployError(
@@ -237,23 +315,13 @@ class CodeDeployService:
                 return dep
         return None
 
-    def _insert(
-        self,
-        application: str,
-        group: str,
-        revision: JSON,
-        *,
-        status: str = "Created",
-        creator: str = "user",
-        description: str | None = None,
-        create_time: float | None = None,
-        deployment_id: str | None = None,
-    ) -> JSON:
+    def _insert(self, application: str, group: str, revision: JSON, record: Record) -> JSON:
         group_info = self._group(application, group)
-        dep_id = deployment_id or _new_deployment_id()
+        status = record.status
+        dep_id = record.deployment_id or _new_deployment_id()
         if dep_id in self._deployments:
             raise CodeDeployError("InvalidDeploymentIdException", f"Deployment {dep_id} already exists")
-        now = self.clock() if create_time is None else create_time
+        now = self.clock() if record.create_time is None else record.create_time
         previous = self._last_successful(application, group)
         dep: JSON = {
             "applicationName": application,
@@ -263,7 +331,7 @@ class CodeDeployService:
             "revision": revision,
             "status": status,
             "createTime": now,
-            "creator": creator,
+            "creator": record.creator,
             "ignoreApplicationStopFailures": False,
             "updateOutdatedInstancesOnly": False,
             "instanceTerminationWaitTimeStarted": False,
@@ -286,8 +354,8 @@ class CodeDeployService:
             )
         if previous is not None:
             dep["previousRevision"] = copy.deepcopy(previous["revision"])
-        if description is not None:
-            dep["description"] = description
+        if record.description is not None:
+            dep["description"] = record.description
         if status not in IN_FLIGHT_STATUSES:
             dep["startTime"] = now
             dep["completeTime"] = now
@@ -369,7 +437,7 @@ class CodeDeployService:
             dep["applicationName"],
             dep["deploymentGroupName"],
             copy.deepcopy(previous["revision"]),
-            creator="codeDeployRollback",
+            Record(creator="codeDeployRollback"),
         )
         rollback["rollbackInfo"] = {
             "rollbackTriggeringDeploymentId": dep["deploymentId"],
@@ -447,18 +515,9 @@ class CodeDeployService:
         revision = _normalise_revision(
             {"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec_content}}
         )
+        record = Record(status, creator, description, create_time, deployment_id)
         with self._lock:
-            dep = self._insert(
-                application,
-                group,
-                revision,
-                status=status,
-                creator=creator,
-                description=description,
-                create_time=create_time,
-                deployment_id=deployment_id,
-            )
-            return str(dep["deploymentId"])
+            return str(self._insert(application, group, revision, record)["deploymentId"])
 
     def link_rollback(self, rolled_back_id: str, rollback_id: str) -> None:
         """Record in seeded history that `rollback_id` rolled back `rolled_back_id`."""
@@ -504,16 +563,10 @@ class CodeDeployService:
         group = params.get("deploymentGroupName")
         with self._lock:
             app = self._application(application)
-            if not group:
-                raise CodeDeployError(
-                    "DeploymentGroupNameRequiredException", "The deployment group name was not specified."
-                )
-            if (application, group) in self._groups:
-                raise CodeDeployError(
-                    "DeploymentGroupAlreadyExistsException", f"The deployment group {group} already exists"
-                )
+            self._check_free_group_name(application, group)
             if not params.get("serviceRoleArn"):
                 raise CodeDeployError("RoleRequiredException", "The service role ARN was not specified.")
+            _check_alarm_configuration(params.get("alarmConfiguration"))
             group_id = str(uuid.uuid4())
             info = {k: copy.deepcopy(v) for k, v in params.items() if k != "tags"}
             info.update(
@@ -531,10 +584,56 @@ class CodeDeployService:
             self._groups[(str(application), str(group))] = info
         return {"deploymentGroupId": group_id}
 
+    def _check_free_group_name(self, application: Any, group: Any) -> None:
+        _check_group_name(group)
+        if (application, group) in self._groups:
+            raise CodeDeployError(
+                "DeploymentGroupAlreadyExistsException", f"The deployment group {group} already exists"
+            )
+
     def _op_GetDeploymentGroup(self, params: JSON) -> JSON:
         with self._lock:
             info = self._group(params.get("applicationName"), params.get("deploymentGroupName"))
             return {"deploymentGroupInfo": copy.deepcopy(info)}
+
+    def _op_UpdateDeploymentGroup(self, params: JSON) -> JSON:
+        """The given settings replace the group's; newDeploymentGroupName renames it (its history follows)."""
+        application = params.get("applicationName")
+        current = params.get("currentDeploymentGroupName")
+        new = params.get("newDeploymentGroupName")
+        with self._lock:
+            info = self._group(application, current)
+            _check_alarm_configuration(params.get("alarmConfiguration"))
+            config_name = params.get("deploymentConfigName")
+            if (
+                config_name is not None
+                and info["computePlatform"] == "ECS"
+                and not ECS_CONFIG_NAME.fullmatch(str(config_name))
+            ):
+                raise CodeDeployError(
+                    "DeploymentConfigDoesNotExistException",
+                    f"No deployment configuration named {config_name}",
+                )
+            if new is not None and new != current:
+                self._check_free_group_name(application, new)
+            for key in GROUP_SETTINGS:
+                if key in params:
+                    info[key] = copy.deepcopy(params[key])
+            if new is not None and new != current:
+                self._rename_group_locked(str(application), str(current), str(new))
+        return {"hooksNotCleanedUp": []}
+
+    def _rename_group_locked(self, application: str, current: str, new: str) -> None:
+        info = self._groups.pop((application, current))
+        info["deploymentGroupName"] = new
+        self._groups[(application, new)] = info
+        for dep in self._deployments.values():
+            if (dep["applicationName"], dep["deploymentGroupName"]) == (application, current):
+                dep["deploymentGroupName"] = new
+        for (app, _key), stored in self._revisions.items():
+            groups = stored["info"]["deploymentGroups"]
+            if app == application and current in groups:
+                groups[groups.index(current)] = new
 
     def _op_CreateDeployment(self, params: JSON) -> JSON:
         application = params.get("applicationName")
@@ -542,6 +641,7 @@ class CodeDeployService:
         with self._lock:
             self._group(application, group)
             revision = _normalise_revision(params.get("revision"))
+            _check_alarm_configuration(params.get("overrideAlarmConfiguration"))
             config_name = params.get("deploymentConfigName")
             if config_name is not None and not ECS_CONFIG_NAME.fullmatch(str(config_name)):
                 raise CodeDeployError(
@@ -555,7 +655,8 @@ class CodeDeployService:
                     f"The Deployment Group '{group}' already has an active Deployment "
                     f"'{active['deploymentId']}'",
                 )
-            dep = self._insert(str(application), str(group), revision, description=params.get("description"))
+            record = Record(description=params.get("description"))
+            dep = self._insert(str(application), str(group), revision, record)
             # A deployment's own settings win over its group's, as in AWS.
             if config_name is not None:
                 dep["deploymentConfigName"] = config_name

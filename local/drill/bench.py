@@ -1,6 +1,6 @@
 """`make bench`: each scenario several times, medians, beside the same scenarios under the literal rule.
 
-    python -m local.bench [--runs 3] [--time-scale 120] [--out build/drill/bench.json]
+    python -m local.drill.bench [--runs 3] [--time-scale 120] [--out build/drill/bench.json]
 
 Two policies, each run RUNS times on a fresh stand-in (all scenarios of a run share one, as in `make demo`;
 when a faulty release is left serving, a clean one is shipped before the next scenario, unmeasured):
@@ -22,11 +22,15 @@ import signal
 import statistics
 import sys
 from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-from local.drill import ROOT, run
+from local.drill.results import Result
+from local.drill.run import Report, run
+from local.drill.scenarios import SCENARIOS, Serving
+from local.drill.table import Column, figure, render
 from local.timescale import TimeScale
+from scripts.stacks import ROOT
 
 # noisy-healthy is promoted (its 2% errors then serve): it runs after the gate scenarios, so their blast
 # radius is not its noise, and before the regression, which leaves production on whatever healing achieved.
@@ -38,15 +42,14 @@ BENCH_ORDER = [
     "noisy-healthy",
     "regression-after-completion",
 ]
-HEALTHY = {"healthy", "noisy-healthy"}
 
 
-def classify(result: dict[str, Any]) -> str:
-    if "deployment" not in result:
+def classify(result: Result) -> str:
+    if result.deployment is None:
         return "error"
-    if result.get("redeployment") and result["redeployment"]["status"] == "Succeeded":
+    if result.redeployment and result.redeployment.status == "Succeeded":
         return "resurrected"
-    if result["serving_after"] == result["release"]:
+    if result.serving_after == result.release:
         return "promoted"
     return "rolled back"
 
@@ -55,56 +58,63 @@ def _median(values: list[float]) -> float | None:
     return round(statistics.median(values), 1) if values else None
 
 
-def summarise(runs: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Row:
+    """One scenario under one policy, over the runs."""
+
+    scenario: str
+    policy: str
+    runs: int
+    outcomes: dict[str, int]
+    false_rollbacks: int
+    missed_regressions: int
+    median_detect_aws_s: float | None
+    median_restore_aws_s: float | None
+    median_failed_percent: float | None
+
+
+def summarise(runs: dict[str, list[Report]]) -> list[Row]:
     rows = []
     for name in BENCH_ORDER:
+        # A release that should be promoted and is not is a false rollback; the other way round, a miss.
+        healthy = SCENARIOS[name].expected.serving is Serving.RELEASE
         for policy, reports in runs.items():
-            results = [r for report in reports for r in report["scenarios"] if r["scenario"] == name]
+            results = [r for report in reports for r in report.scenarios if r.scenario == name]
             if not results:
                 continue
             outcomes = Counter(classify(r) for r in results)
-            if name in HEALTHY:
-                false_rollbacks, missed = outcomes["rolled back"] + outcomes["resurrected"], 0
-            else:
-                false_rollbacks, missed = 0, outcomes["promoted"]
             rows.append(
-                {
-                    "scenario": name,
-                    "policy": policy,
-                    "runs": len(results),
-                    "outcomes": dict(outcomes),
-                    "false_rollbacks": false_rollbacks,
-                    "missed_regressions": missed,
-                    "median_detect_aws_s": _median(
-                        [r["time_to_detect"]["aws"] for r in results if r.get("time_to_detect")]
+                Row(
+                    scenario=name,
+                    policy=policy,
+                    runs=len(results),
+                    outcomes=dict(outcomes),
+                    false_rollbacks=outcomes["rolled back"] + outcomes["resurrected"] if healthy else 0,
+                    missed_regressions=0 if healthy else outcomes["promoted"],
+                    median_detect_aws_s=_median([r.time_to_detect.aws for r in results if r.time_to_detect]),
+                    median_restore_aws_s=_median(
+                        [r.time_to_restore.aws for r in results if r.time_to_restore]
                     ),
-                    "median_restore_aws_s": _median(
-                        [r["time_to_restore"]["aws"] for r in results if r.get("time_to_restore")]
-                    ),
-                    "median_failed_percent": _median([r["users"]["blast_radius_percent"] for r in results]),
-                }
+                    median_failed_percent=_median([r.users.blast_radius_percent for r in results]),
+                )
             )
     return rows
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    head = (
-        f"{'scenario':28s} {'policy':8s} {'outcomes':34s} {'false rb':>8s} {'missed':>6s} "
-        f"{'detect s':>9s} {'restore s':>9s} {'failed %':>8s}"
-    )
-    lines = [head, "-" * len(head)]
-    for row in rows:
-        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(row["outcomes"].items()))
+COLUMNS: list[Column[Row]] = [
+    Column("scenario", 28, lambda row: row.scenario),
+    Column("policy", 8, lambda row: row.policy),
+    Column("outcomes", 34, lambda row: ", ".join(f"{k} {v}" for k, v in sorted(row.outcomes.items()))),
+    Column("false rb", 8, lambda row: str(row.false_rollbacks), ">"),
+    Column("missed", 6, lambda row: str(row.missed_regressions), ">"),
+    Column("detect s", 9, lambda row: figure(row.median_detect_aws_s), ">"),
+    Column("restore s", 9, lambda row: figure(row.median_restore_aws_s), ">"),
+    Column("failed %", 8, lambda row: figure(row.median_failed_percent), ">"),
+]
 
-        def cell(value: float | None) -> str:
-            return "-" if value is None else f"{value:g}"
 
-        lines.append(
-            f"{row['scenario']:28s} {row['policy']:8s} {outcomes:34s} {row['false_rollbacks']:>8d} "
-            f"{row['missed_regressions']:>6d} {cell(row['median_detect_aws_s']):>9s} "
-            f"{cell(row['median_restore_aws_s']):>9s} {cell(row['median_failed_percent']):>8s}"
-        )
-    return "\n".join(lines)
+def _without_chart(report: Report) -> dict[str, object]:
+    return {k: v for k, v in report.to_json().items() if k not in ("timeline", "series")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "build" / "drill" / "bench.json"))
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up tasks and workers on kill too
-    runs: dict[str, list[dict[str, Any]]] = {"phoenix": [], "literal": []}
+    runs: dict[str, list[Report]] = {"phoenix": [], "literal": []}
     for n in range(args.runs):
         for policy, reports in runs.items():
             print(f"run {n + 1}/{args.runs}, policy {policy} ...", flush=True)
@@ -126,20 +136,27 @@ def main(argv: list[str] | None = None) -> int:
                 literal=policy == "literal",
                 reset=True,
             )
-            for result in report["scenarios"]:
-                print(f"  {result['scenario']:28s} {classify(result)}", flush=True)
-            report.pop("timeline", None)
-            report.pop("series", None)
+            for result in report.scenarios:
+                print(f"  {result.scenario:28s} {classify(result)}", flush=True)
             reports.append(report)
     rows = summarise(runs)
     print()
-    print(table(rows))
+    print(render(COLUMNS, rows))
     print(
         f"\nmedians over {args.runs} run(s); detect/restore in AWS-equivalent seconds "
         f"(time scale x{args.time_scale:g})"
     )
+    data = {
+        "rows": [asdict(row) for row in rows],
+        "runs": {
+            policy: [
+                {k: v for k, v in r.to_json().items() if k not in ("timeline", "series")} for r in reports
+            ]
+            for policy, reports in runs.items()
+        },
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"rows": rows, "runs": runs}, indent=2, default=str))
+    Path(args.out).write_text(json.dumps(data, indent=2, default=str))
     print(f"report: {args.out}")
     return 0
 

@@ -12,8 +12,10 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from types import TracebackType
+from typing import Self
 from urllib.parse import urlsplit
+
+from local.background import Lifecycle, Loop
 
 
 @dataclass
@@ -25,32 +27,27 @@ class UserRequest:
     status: int | None
 
 
-class Users:
+class Users(Lifecycle):
     """GET / at `rate` requests per second (each on its own connection, at most `timeout` seconds)."""
 
     def __init__(self, url: str, *, rate: float = 40.0, timeout: float = 2.0) -> None:
         parts = urlsplit(url)
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 80
-        self._interval = 1.0 / rate
         self._timeout = timeout
-        self._stop = threading.Event()
         self._lock = threading.Lock()
         self.requests: list[UserRequest] = []
         self._in_flight: dict[int, float] = {}
         self._serial = 0
         self._pool = ThreadPoolExecutor(max_workers=int(rate * timeout) + 16, thread_name_prefix="user")
-        self._thread = threading.Thread(target=self._arrivals, name="users", daemon=True)
+        self._arrivals = Loop("users", self._arrive, every=1.0 / rate, fixed_rate=True)
 
-    def __enter__(self) -> Users:
-        self._thread.start()
+    def start(self) -> Self:
+        self._arrivals.start()
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def stop(self) -> None:
+        self._arrivals.stop()
         self._pool.shutdown(wait=True)
 
     def one(self) -> UserRequest:
@@ -90,12 +87,8 @@ class Users:
                     return
             time.sleep(0.02)
 
-    def _arrivals(self) -> None:
-        next_at = time.monotonic()
-        while not self._stop.is_set():
-            self._pool.submit(self._record)
-            next_at += self._interval
-            self._stop.wait(max(0.0, next_at - time.monotonic()))
+    def _arrive(self) -> None:
+        self._pool.submit(self._record)
 
     def window(self, start: float, end: float) -> list[UserRequest]:
         with self._lock:

@@ -1,4 +1,4 @@
-"""CodeDeploy's ECS blue/green engine, plugged into the CodeDeploy API stand-in (local/codedeploy).
+"""CodeDeploy's ECS blue/green engine, plugged into the CodeDeploy API stand-in (local/aws/codedeploy).
 
 For each deployment (one thread each): start the replacement tasks from the appspec's task definition and
 register them in the target group the production listener is *not* serving, move the test listener to them,
@@ -30,10 +30,10 @@ from typing import Any
 
 import yaml
 
-from local.alb import forward_weights
-from local.codedeploy import CodeDeployService
-from local.ecs_tasks import Task, TaskFailedToStart, TaskRunner
-from local.moto_server import ACCOUNT_ID, REGION
+from local.aws.codedeploy.service import CodeDeployService
+from local.aws.ecs import Task, TaskFailedToStart, TaskRunner
+from local.aws.elbv2 import forward_weights
+from local.aws.moto_server import ACCOUNT_ID, REGION
 from local.timescale import TimeScale
 
 HOOK_TIMEOUT_SECONDS = 3600
@@ -85,7 +85,7 @@ class Run:
 
 
 class EcsBlueGreenEngine:
-    """The DeploymentEngine of local/codedeploy for ECS blue/green deployments behind the ALB stand-in."""
+    """The DeploymentEngine of local/aws/codedeploy for ECS blue/green deployments behind the ALB stand-in."""
 
     def __init__(
         self,
@@ -329,7 +329,7 @@ class EcsBlueGreenEngine:
         """The replacement task set, started again while its tasks fail (ECS's service scheduler)."""
         while True:
             try:
-                return self._runner.start(task_definition, count)
+                return self._runner.run(task_definition, count)
             except TaskFailedToStart as exc:
                 self._emit(
                     "install",
@@ -416,7 +416,7 @@ class EcsBlueGreenEngine:
     def _stop_later(self, tasks: list[Task]) -> None:
         def stop() -> None:
             for task in tasks:
-                self._runner.stop(task)
+                self._runner.stop_task(task)
 
         thread = threading.Thread(target=stop, name="stop-tasks", daemon=True)
         thread.start()

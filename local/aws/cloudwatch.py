@@ -17,12 +17,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from moto.cloudwatch.models import MetricAggregatedDatum, MetricDatum, cloudwatch_backends
 
-from local.moto_server import ACCOUNT_ID, REGION
+from local.aws.moto_server import ACCOUNT_ID, REGION
+from local.background import Lifecycle, Loop
 from local.timescale import TimeScale
 
 REGION_NAME = "US East (N. Virginia)"
@@ -149,7 +149,7 @@ class Evaluation:
     datapoints: list[float | None]
 
 
-class AlarmEvaluator:
+class AlarmEvaluator(Lifecycle):
     """Evaluates every alarm in moto on a tick; writes state changes back and delivers actions."""
 
     def __init__(
@@ -164,26 +164,17 @@ class AlarmEvaluator:
         self._scale = scale
         self._deliver = deliver_sns
         self._on_change = on_change
-        self._tick = tick or scale.drill(60) / 4
         self._origin = datetime.now(UTC).timestamp()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="cloudwatch-alarms", daemon=True)
+        self._loop = Loop("cloudwatch-alarms", self.evaluate_all, every=tick or scale.drill(60) / 4)
         self._lock = threading.Lock()
         self.history: list[StateChange] = []
 
-    def __enter__(self) -> AlarmEvaluator:
-        self._thread.start()
+    def start(self) -> Self:
+        self._loop.start()
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._tick):
-            self.evaluate_all()
+    def stop(self) -> None:
+        self._loop.stop(timeout=10)
 
     def states(self) -> dict[str, str]:
         alarms = self._cw.describe_alarms(AlarmTypes=["MetricAlarm"])["MetricAlarms"]

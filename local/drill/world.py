@@ -18,27 +18,25 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
-from local.alb import LoadBalancer, forward_weights, registered_targets
-from local.aws import ROOT, Stack, Stacks
-from local.cloudwatch_alarms import AlarmEvaluator, StateChange
-from local.codedeploy import CodeDeployServer, CodeDeployService
-from local.codedeploy_engine import EcsBlueGreenEngine
-from local.ecs_tasks import TaskRunner
-from local.lambda_runtime import LambdaRuntime, Scheduler, SnsDelivery
-from local.moto_server import ACCOUNT_ID, REGION, moto_server
+from local.aws.cloudformation import Stacks
+from local.aws.cloudwatch import AlarmEvaluator, StateChange
+from local.aws.codedeploy import CodeDeployServer, CodeDeployService
+from local.aws.codedeploy.ecs_engine import EcsBlueGreenEngine
+from local.aws.ecs import TaskRunner
+from local.aws.elbv2 import LoadBalancer, forward_weights, registered_targets
+from local.aws.events import Scheduler
+from local.aws.lambda_runtime import LambdaRuntime
+from local.aws.moto_server import ACCOUNT_ID, REGION, moto_server
+from local.aws.sns import SnsDelivery
+from local.background import Lifecycle, Loop
 from local.timescale import TimeScale
-from scripts.deploy import LAMBDAS, lambda_sources, write_zip
+from scripts.deploy import LAMBDAS, Names, lambda_sources, write_zip
+from scripts.stacks import CLUSTER, LAMBDA, PIPELINE, ROOT, tags
 
-PROJECT, ENVIRONMENT, SERVICE = "phoenix", "dev", "sample-app"
-ARTIFACT_BUCKET = f"{PROJECT}-{ENVIRONMENT}-artifacts-{ACCOUNT_ID}"
-APPLICATION = f"{PROJECT}-{ENVIRONMENT}"
-GROUP = f"{PROJECT}-{ENVIRONMENT}-{SERVICE}"
-IMAGE_REPO = f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com/{PROJECT}-{ENVIRONMENT}-{SERVICE}"
 # Lambda environment values that are AWS durations: divided by the time-scale factor (whole seconds where the
 # function wants an integer). Network timeouts are scaled with the floor. Everything else is the template's.
 SCALED_SECONDS = {
@@ -58,15 +56,6 @@ def _render_module() -> Any:
     return module
 
 
-class DrillCodeDeployService(CodeDeployService):
-    """The stand-in, plus the one group update the spec's literal rule needs."""
-
-    def disable_alarm_polling(self, application: str, group: str) -> None:
-        """UpdateDeploymentGroup(alarmConfiguration.enabled=false), for the spec's literal rule."""
-        with self._lock:
-            self._groups[(application, group)].setdefault("alarmConfiguration", {})["enabled"] = False
-
-
 @dataclass
 class Event:
     t: float
@@ -75,7 +64,7 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-class World:
+class World(Lifecycle):
     """Everything `make demo` runs, on loopback; `events` is the timeline source."""
 
     def __init__(
@@ -133,7 +122,7 @@ class World:
         self.emit("alarm", f"{name}: {old} -> {new}", alarm=name, old=old, new=new, reason=reason)
 
     # ------------------------------------------------------------------ set-up
-    def __enter__(self) -> World:
+    def start(self) -> Self:
         try:
             self._start()
         except BaseException:
@@ -141,12 +130,7 @@ class World:
             raise
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
+    def stop(self) -> None:
         if hasattr(self, "engine"):
             self.engine.abort_all()
             self.engine.wait_idle(timeout=15)
@@ -154,7 +138,7 @@ class World:
 
     def _start(self) -> None:  # noqa: PLR0915 - the stand-in, piece by piece
         aws = self._exit.enter_context(moto_server())
-        self.service = DrillCodeDeployService(clock=time.time)
+        self.service = CodeDeployService(clock=time.time)
         server = self._exit.enter_context(CodeDeployServer(self.service))
         self.aws = aws.with_codedeploy(server.endpoint_url)
         self.cloudwatch = self.aws.client("cloudwatch")
@@ -167,53 +151,43 @@ class World:
         self.emit("setup", f"moto on {aws.endpoint}, CodeDeploy stand-in on {server.endpoint_url}")
         # The README's order: the cluster stack (it owns the artifact bucket), the Lambda zips uploaded to
         # that bucket, the Lambda stack, then the CI/CD stack.
-        self.stacks = Stacks(self.aws, log=lambda msg: self.emit("setup", msg))
-        self.stacks.create(
-            Stack(
-                "ecs-cluster-stack",
-                "ecs-cluster.yaml",
-                {
-                    "DesiredCount": str(self._desired_count),
-                    **self._stack_overrides.get("ecs-cluster-stack", {}),
-                },
-            )
+        names = Names()
+        self.stacks = Stacks(
+            self.aws, tags=tags(names.project, names.environment), log=lambda msg: self.emit("setup", msg)
         )
-        bucket = self.stacks.exports.get("ecs-cluster-stack-ArtifactBucketName", ARTIFACT_BUCKET)
+        overrides = self._stack_overrides
+        self.stacks.create(
+            CLUSTER, {"DesiredCount": str(self._desired_count), **overrides.get(CLUSTER.name, {})}
+        )
+        bucket = self.stacks.exports[CLUSTER.export("ArtifactBucketName")]
         code_root = Path(self._exit.enter_context(tempfile.TemporaryDirectory(prefix="phoenix-lambdas-")))
         self.code_dirs = self._package_lambdas(code_root, bucket)
-        self.stacks.create(
-            Stack(
-                "lambda-functions-stack",
-                "lambda-functions.yaml",
-                {"ArtifactBucket": bucket, **self._stack_overrides.get("lambda-functions-stack", {})},
-            )
-        )
+        self.stacks.create(LAMBDA, {"ArtifactBucket": bucket, **overrides.get(LAMBDA.name, {})})
         pipeline_params = {
             "GitHubRepo": "example/phoenix-pipeline",
             "GitHubConnectionArn": f"arn:aws:codestar-connections:{REGION}:{ACCOUNT_ID}:connection/drill",
             "ArtifactBucket": bucket,
-            **self._stack_overrides.get("cicd-pipeline-stack", {}),
+            **overrides.get(PIPELINE.name, {}),
         }
         if self._deployment_config:
             pipeline_params["DeploymentConfigName"] = self._deployment_config
-        self.stacks.create(Stack("cicd-pipeline-stack", "cicd-pipeline.yaml", pipeline_params))
+        self.stacks.create(PIPELINE, pipeline_params)
         for stack in self.stacks.stacks.values():
-            self.emit("setup", f"stack {stack.name}: {stack.status} {stack.reason}".strip())
-        exports = self.stacks.exports
-        self.exports = exports
-        self.prod_listener = exports["ecs-cluster-stack-ProductionListenerArn"]
-        self.test_listener = exports["ecs-cluster-stack-TestListenerArn"]
+            self.emit("setup", f"stack {stack.spec.name}: {stack.status}")
+        exports = self.exports = self.stacks.exports
+        self.application = exports[PIPELINE.export("CodeDeployApplicationName")]
+        self.group = exports[PIPELINE.export("DeploymentGroupName")]
+        self.prod_listener = exports[CLUSTER.export("ProductionListenerArn")]
+        self.test_listener = exports[CLUSTER.export("TestListenerArn")]
         self.lb_arn = self.elbv2.describe_listeners(ListenerArns=[self.prod_listener])["Listeners"][0][
             "LoadBalancerArn"
         ]
-        self.lb_dns = exports["ecs-cluster-stack-LoadBalancerDnsName"]
+        self.lb_dns = exports[CLUSTER.export("LoadBalancerDnsName")]
         self.target_groups = {
-            name: self.elbv2.describe_target_groups(
-                Names=[exports[f"ecs-cluster-stack-{name}TargetGroupName"]]
-            )["TargetGroups"][0]["TargetGroupArn"]
-            for name in ("Blue", "Green")
+            colour: self._target_group_arn(exports[CLUSTER.export(f"{colour}TargetGroupName")])
+            for colour in ("Blue", "Green")
         }
-        self.notifications_topic = exports["lambda-functions-stack-NotificationsTopicArn"]
+        self.notifications_topic = exports[LAMBDA.export("NotificationsTopicArn")]
         inbox = self.sqs.create_queue(QueueName="phoenix-drill-inbox")["QueueUrl"]
         self.inbox = inbox
         inbox_arn = self.sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"][
@@ -251,7 +225,7 @@ class World:
         )
         self.service.engine = self.engine
         if self.literal:
-            self.service.disable_alarm_polling(APPLICATION, GROUP)
+            self._turn_off_alarm_polling()
         self._bootstrap()
         self.alarms = self._exit.enter_context(
             AlarmEvaluator(
@@ -261,20 +235,26 @@ class World:
         self.scheduler = self._exit.enter_context(
             Scheduler(self.aws.client("events"), self.runtime, self.scale)
         )
-        self._inbox_stop = threading.Event()
-        self._inbox_thread = threading.Thread(target=self._read_inbox, name="inbox", daemon=True)
-        self._inbox_thread.start()
-        self._exit.callback(self._stop_inbox)
+        self._exit.enter_context(Loop("inbox", self._read_inbox, every=0.05))
 
-    def _stop_inbox(self) -> None:
-        self._inbox_stop.set()
-        self._inbox_thread.join(timeout=5)
+    def _target_group_arn(self, name: str) -> str:
+        return str(self.elbv2.describe_target_groups(Names=[name])["TargetGroups"][0]["TargetGroupArn"])
+
+    def _turn_off_alarm_polling(self) -> None:
+        """The spec's literal rule has no CodeDeploy alarm rollback: UpdateDeploymentGroup turns the group's
+        alarm polling off (its alarms stay listed), as an operator would."""
+        group = self.codedeploy.get_deployment_group(
+            applicationName=self.application, deploymentGroupName=self.group
+        )["deploymentGroupInfo"]
+        self.codedeploy.update_deployment_group(
+            applicationName=self.application,
+            currentDeploymentGroupName=self.group,
+            alarmConfiguration={**group["alarmConfiguration"], "enabled": False},
+        )
 
     def _package_lambdas(self, root: Path, bucket: str) -> dict[str, Path]:
         """`make package`'s zips uploaded to the artifact bucket (README order), unpacked for the runtime."""
         s3 = self.aws.client("s3")
-        if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-            s3.create_bucket(Bucket=bucket)
         dirs = {}
         for module in LAMBDAS:
             buffer = io.BytesIO()
@@ -301,42 +281,45 @@ class World:
                 value = f"{self.scale.network(float(value)):.3f}"
             out[key] = value
         if self.literal and "ALARM_NAMES" in out:
-            out["ALARM_NAMES"] = f"{PROJECT}-{ENVIRONMENT}-health-check-failed"
+            # The spec's literal rule: the auto-rollback Lambda acts on the health alarm alone (no deployment
+            # timeout, which would have to be one of ALARM_NAMES).
+            out["ALARM_NAMES"] = self.exports[LAMBDA.export("HealthCheckAlarmName")]
+            out["DEPLOYMENT_TIMEOUT_ALARM_NAME"] = ""
         return out
 
     def _read_inbox(self) -> None:
-        while not self._inbox_stop.is_set():
-            try:
-                messages = self.sqs.receive_message(
-                    QueueUrl=self.inbox, MaxNumberOfMessages=10, WaitTimeSeconds=0
-                )
-            except Exception:
-                return
-            for message in messages.get("Messages", []):
-                body = json.loads(message["Body"])
-                note = {
-                    "t": self.scale.now(),
-                    "subject": body.get("Subject") or "",
-                    "message": body.get("Message", ""),
-                }
-                self.notifications.append(note)
-                self.emit("notification", note["subject"], message=note["message"])
-                self.sqs.delete_message(QueueUrl=self.inbox, ReceiptHandle=message["ReceiptHandle"])
-            self._inbox_stop.wait(0.05)
+        """The drill's own subscriber of the notifications topic: what the team would read."""
+        messages = self.sqs.receive_message(QueueUrl=self.inbox, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        for message in messages.get("Messages", []):
+            body = json.loads(message["Body"])
+            note = {
+                "t": self.scale.now(),
+                "subject": body.get("Subject") or "",
+                "message": body.get("Message", ""),
+            }
+            self.notifications.append(note)
+            self.emit("notification", note["subject"], message=note["message"])
+            self.sqs.delete_message(QueueUrl=self.inbox, ReceiptHandle=message["ReceiptHandle"])
 
     # ------------------------------------------------------------------ releases
     def register_release(self, version: str, fault_env: dict[str, str] | None = None) -> tuple[str, str]:
         """What the build does: taskdef.json and appspec.yml rendered, the task definition registered."""
+        cluster = {
+            variable: self.exports[CLUSTER.export(output)]
+            for variable, output in (
+                ("TASK_FAMILY", "TaskFamily"),
+                ("TASK_EXECUTION_ROLE_ARN", "TaskExecutionRoleArn"),
+                ("TASK_ROLE_ARN", "TaskRoleArn"),
+                ("CONTAINER_NAME", "ContainerName"),
+                ("LOG_GROUP", "AppLogGroupName"),
+            )
+        }
         env = {
-            "IMAGE_URI": f"{IMAGE_REPO}:{version}",
-            "TASK_FAMILY": self.exports["ecs-cluster-stack-TaskFamily"],
-            "TASK_EXECUTION_ROLE_ARN": self.exports["ecs-cluster-stack-TaskExecutionRoleArn"],
-            "TASK_ROLE_ARN": self.exports["ecs-cluster-stack-TaskRoleArn"],
-            "CONTAINER_NAME": self.exports["ecs-cluster-stack-ContainerName"],
+            **cluster,
+            "IMAGE_URI": f"{self.exports[CLUSTER.export('RepositoryUri')]}:{version}",
             "APP_VERSION": version,
-            "LOG_GROUP": self.exports["ecs-cluster-stack-AppLogGroupName"],
             "AWS_REGION": REGION,
-            "HEALTH_CHECK_FUNCTION": self.exports["lambda-functions-stack-HealthCheckFunctionName"],
+            "HEALTH_CHECK_FUNCTION": self.exports[LAMBDA.export("HealthCheckFunctionName")],
         }
         files = self._render.render(env)
         taskdef = json.loads(files["taskdef.json"].replace("<IMAGE1_NAME>", env["IMAGE_URI"]))
@@ -355,8 +338,8 @@ class World:
         _arn, appspec = self.register_release(version, fault_env)
         return str(
             self.codedeploy.create_deployment(
-                applicationName=APPLICATION,
-                deploymentGroupName=GROUP,
+                applicationName=self.application,
+                deploymentGroupName=self.group,
                 revision={"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec}},
                 description=f"release {version}",
             )["deploymentId"]
@@ -365,7 +348,7 @@ class World:
     def _bootstrap(self) -> None:
         """The first release, v1, serving: its tasks in the blue target group, its deployment in history."""
         arn, appspec = self.register_release("v1")
-        tasks = self.runner.start(arn, self._desired_count)
+        tasks = self.runner.run(arn, self._desired_count)
         self.runner.register(tasks, self.target_groups["Blue"])
         for listener in (self.prod_listener, self.test_listener):
             self.elbv2.modify_listener(
@@ -373,7 +356,7 @@ class World:
                 DefaultActions=[{"Type": "forward", "TargetGroupArn": self.target_groups["Blue"]}],
             )
         self.service.seed_deployment(
-            APPLICATION, GROUP, appspec, status="Succeeded", description="release v1"
+            self.application, self.group, appspec, status="Succeeded", description="release v1"
         )
         self.emit("setup", f"v1 serving: {len(tasks)} tasks in the blue target group")
 

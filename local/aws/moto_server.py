@@ -78,7 +78,7 @@ def moto_server(extra_env: Mapping[str, str] | None = None) -> Iterator[Aws]:
     saved = dict(os.environ)
     _clean_env()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    # moto's CloudFormation names every resource type it skips; local/aws.py says what it creates instead.
+    # moto's CloudFormation names each type it skips; local/aws/cloudformation.py teaches it most of them.
     logging.getLogger("moto").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
     for key, value in (extra_env or {}).items():

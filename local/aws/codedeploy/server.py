@@ -9,20 +9,19 @@ botocore turns into `ClientError` / `client.exceptions.<code>`. Signatures are n
         server.service                          # the CodeDeployService behind it
         server.use(CodeDeployService(engine))   # swap in a fresh one (same port)
 
-`python -m local.codedeploy.server --port 0` runs one in the foreground and prints its endpoint URL.
+`python -m local.aws.codedeploy.server --port 0` runs one in the foreground and prints its endpoint URL.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 
-from local.codedeploy.service import CodeDeployError, CodeDeployService, DeploymentEngine
+from local.aws.codedeploy.service import CodeDeployError, CodeDeployService, DeploymentEngine
+from local.background import ServerThread
 
 TARGET_PREFIX = "CodeDeploy_20141006."
 CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -74,7 +73,7 @@ class _Server(ThreadingHTTPServer):
         self.service = service
 
 
-class CodeDeployServer:
+class CodeDeployServer(ServerThread):
     """A CodeDeployService served over HTTP on 127.0.0.1 in a background thread."""
 
     def __init__(
@@ -86,35 +85,17 @@ class CodeDeployServer:
     ) -> None:
         self.service = service if service is not None else CodeDeployService(engine=engine)
         self._httpd = _Server(("127.0.0.1", port), self.service)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="codedeploy", daemon=True)
+        super().__init__(self._httpd, name="codedeploy")
 
     @property
     def endpoint_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.url
 
     def use(self, service: CodeDeployService) -> CodeDeployService:
         """Serve `service` from now on (a fresh state per test without a new port); returns it."""
         self.service = service
         self._httpd.service = service
         return service
-
-    def start(self) -> CodeDeployServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join()
-
-    def __enter__(self) -> CodeDeployServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def main() -> None:

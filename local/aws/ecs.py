@@ -18,10 +18,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from local.background import Lifecycle
+from scripts.stacks import ROOT
+
 SAMPLE_APP = ROOT / "sample-app"
 READY_TIMEOUT = 20.0
 
@@ -79,7 +80,7 @@ def container_environment(task_definition: dict[str, Any]) -> dict[str, str]:
     return {item["name"]: str(item["value"]) for item in containers[0].get("environment", [])}
 
 
-class TaskRunner:
+class TaskRunner(Lifecycle):
     """Starts and stops sample-app tasks, and registers them with target groups in moto."""
 
     def __init__(self, ecs: Any, elbv2: Any, app_dir: Path = SAMPLE_APP, workers: int = 1, threads: int = 16):
@@ -94,12 +95,8 @@ class TaskRunner:
         self._ids = itertools.count(1)
         _LIVE.add(self)
 
-    def __enter__(self) -> TaskRunner:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def stop(self) -> None:
+        """Stop every task still running."""
         self.stop_all()
 
     @property
@@ -115,7 +112,7 @@ class TaskRunner:
                     return task.version
         return None
 
-    def start(self, task_definition_arn: str, count: int) -> list[Task]:
+    def run(self, task_definition_arn: str, count: int) -> list[Task]:
         """Start `count` tasks of a task definition registered in moto; wait until each listens."""
         definition = self._ecs.describe_task_definition(taskDefinition=task_definition_arn)["taskDefinition"]
         env = container_environment(definition)
@@ -125,7 +122,7 @@ class TaskRunner:
                 _wait_listening(task)
         except TaskFailedToStart:
             for task in started:
-                self.stop(task)
+                self.stop_task(task)
             raise
         return started
 
@@ -188,7 +185,7 @@ class TaskRunner:
                 )
                 task.target_group_arn = None
 
-    def stop(self, task: Task) -> None:
+    def stop_task(self, task: Task) -> None:
         """Stop one task: SIGTERM to its process group, SIGKILL if it lingers."""
         with self._lock:
             self._tasks.pop(task.task_id, None)
@@ -196,7 +193,7 @@ class TaskRunner:
 
     def stop_all(self) -> None:
         for task in self.tasks:
-            self.stop(task)
+            self.stop_task(task)
         _LIVE.discard(self)
 
 

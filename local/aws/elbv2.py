@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from moto.elbv2.models import elbv2_backends
 
-from local.moto_server import ACCOUNT_ID, REGION
+from local.aws.moto_server import ACCOUNT_ID, REGION
+from local.background import Lifecycle, Loop, ServerThread
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-authorization"}
 
@@ -143,7 +143,7 @@ class _Metrics:
         }
 
 
-class ListenerProxy:
+class ListenerProxy(ServerThread):
     """One listener: an HTTP server on a free loopback port."""
 
     def __init__(
@@ -164,25 +164,10 @@ class ListenerProxy:
         self._random = random.Random(seed)  # noqa: S311 - load balancing, not cryptography
         self._rr: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
-        handler = self._handler_class()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
-        self.port = int(self.server.server_address[1])
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, name=f"alb-{listener_port}", daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(timeout=5)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        server.daemon_threads = True
+        self.port = int(server.server_address[1])
+        super().__init__(server, name=f"alb-{listener_port}")
 
     def pick(self) -> tuple[str | None, tuple[str, int] | None]:
         """Choose a target group by weight, then a target of it round robin."""
@@ -285,7 +270,7 @@ class ListenerProxy:
             conn.close()
 
 
-class LoadBalancer:
+class LoadBalancer(Lifecycle):
     """All listeners of one ALB, proxied on loopback, plus its metric publisher."""
 
     def __init__(
@@ -301,7 +286,6 @@ class LoadBalancer:
         self.lb_arn = lb_arn
         self._cloudwatch = cloudwatch
         self._metrics = _Metrics(lb_arn)
-        self._period = metric_period
         self.access_log: list[AccessLogEntry] = []
         self._log_lock = threading.Lock()
         self._extra_log = log
@@ -311,8 +295,8 @@ class LoadBalancer:
             )
             for port, arn in listeners.items()
         }
-        self._stop = threading.Event()
-        self._publisher = threading.Thread(target=self._publish_loop, name="alb-metrics", daemon=True)
+        # A real ALB publishes its metrics once per period; the last partial period when the drill ends.
+        self._publisher = Loop("alb-metrics", self.publish, every=metric_period, final=self.publish)
 
     def _record(self, entry: AccessLogEntry) -> None:
         with self._log_lock:
@@ -323,17 +307,14 @@ class LoadBalancer:
     def url(self, listener_port: int) -> str:
         return self.listeners[listener_port].url
 
-    def __enter__(self) -> LoadBalancer:
+    def start(self) -> Self:
         for proxy in self.listeners.values():
             proxy.start()
         self._publisher.start()
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._publisher.join(timeout=5)
+    def stop(self) -> None:
+        self._publisher.stop()
         for proxy in self.listeners.values():
             proxy.stop()
 
@@ -343,8 +324,3 @@ class LoadBalancer:
             self._cloudwatch.put_metric_data(
                 Namespace="AWS/ApplicationELB", MetricData=data[start : start + 20]
             )
-
-    def _publish_loop(self) -> None:
-        while not self._stop.wait(self._period):
-            self.publish()
-        self.publish()

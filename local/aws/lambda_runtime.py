@@ -1,4 +1,4 @@
-"""The Lambda runtime: handlers invoked with the template's environment and Timeout, plus schedules and SNS.
+"""The Lambda runtime: handlers invoked with the template's environment and Timeout.
 
 `LambdaRuntime` reads each function's configuration from moto (Handler, Timeout, Environment, reserved
 concurrency) and runs invocations in warm worker processes (local/lambda_bootstrap.py), started with that
@@ -6,11 +6,7 @@ environment plus the standard endpoint settings (AWS_ENDPOINT_URL, AWS_ENDPOINT_
 reaches the stand-in through plain boto3. The context's remaining time counts down from the template's
 Timeout; an invocation that overruns it is killed ("Task timed out"). Reserved concurrency caps the workers of
 a function (default 2 warm environments per function, started with the runtime); further asynchronous
-invocations wait in its queue, as Lambda's event queue does.
-
-`Scheduler` fires the EventBridge schedule rules' events at their targets (rate scaled by the time-scale
-factor); `SnsDelivery` is SNS's fan-out: Lambda subscribers get the SNS event record, SQS subscribers the
-SNS envelope through moto.
+invocations wait in its queue, as Lambda's event queue does. One worker is local/aws/lambda_bootstrap.py.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ import contextlib
 import json
 import os
 import queue
-import re
 import subprocess
 import sys
 import threading
@@ -29,13 +24,11 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from local.moto_server import ACCOUNT_ID, REGION, Aws
-from local.timescale import TimeScale
+from local.aws.moto_server import Aws
+from local.background import Lifecycle
 
 BOOTSTRAP = Path(__file__).resolve().parent / "lambda_bootstrap.py"
 DEFAULT_CONCURRENCY = 2
@@ -130,7 +123,7 @@ def _stop_leftovers() -> None:
         runtime.kill_workers()
 
 
-class LambdaRuntime:
+class LambdaRuntime(Lifecycle):
     """Functions loaded from moto, invoked in warm workers; a context manager that stops every worker."""
 
     def __init__(
@@ -250,15 +243,7 @@ class LambdaRuntime:
         if worker is not None:
             worker.kill()
 
-    def __enter__(self) -> LambdaRuntime:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
+    def stop(self) -> None:
         for name, q in self._queues.items():
             for _ in range(self.functions[name].concurrency):
                 q.put(None)
@@ -273,121 +258,3 @@ class LambdaRuntime:
         for worker in workers:
             if worker.alive():
                 worker.kill()
-
-
-_RATE = re.compile(r"^rate\((\d+) (second|seconds|minute|minutes|hour|hours|day|days)\)$")
-_UNIT = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-
-
-def rate_seconds(expression: str) -> float:
-    """AWS seconds between two events of a `rate(...)` schedule expression."""
-    match = _RATE.match(expression.strip())
-    if not match:
-        raise ValueError(f"unsupported schedule expression {expression!r} (rate(...) only)")
-    return int(match.group(1)) * _UNIT[match.group(2).rstrip("s")]
-
-
-def scheduled_event(rule_arn: str) -> dict[str, Any]:
-    """The EventBridge 'Scheduled Event' a schedule rule sends its targets."""
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": ACCOUNT_ID,
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": REGION,
-        "resources": [rule_arn],
-        "detail": {},
-    }
-
-
-class Scheduler:
-    """Fires every enabled EventBridge schedule rule in moto at its Lambda targets, scaled in time."""
-
-    def __init__(self, events: Any, runtime: LambdaRuntime, scale: TimeScale) -> None:
-        self._events = events
-        self._runtime = runtime
-        self._scale = scale
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.paused = threading.Event()
-
-    def __enter__(self) -> Scheduler:
-        for rule in self._events.list_rules()["Rules"]:
-            if rule.get("State") != "ENABLED" or not rule.get("ScheduleExpression"):
-                continue
-            targets = self._events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
-            arns = [t["Arn"] for t in targets if ":lambda:" in t["Arn"]]
-            interval = self._scale.drill(rate_seconds(rule["ScheduleExpression"]))
-            thread = threading.Thread(
-                target=self._loop,
-                args=(rule["Arn"], arns, interval),
-                name=f"schedule-{rule['Name']}",
-                daemon=True,
-            )
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def _loop(self, rule_arn: str, arns: list[str], interval: float) -> None:
-        while not self._stop.wait(interval):
-            if self.paused.is_set():
-                continue
-            for arn in arns:
-                self._runtime.invoke_async(arn, scheduled_event(rule_arn), source="schedule")
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
-
-
-class SnsDelivery:
-    """SNS fan-out of one published message to the topic's subscribers."""
-
-    def __init__(self, aws: Aws, runtime: LambdaRuntime) -> None:
-        self._sns = aws.client("sns")
-        self._sqs = aws.client("sqs")
-        self._runtime = runtime
-        self.published: list[tuple[str, str, str]] = []
-
-    def publish(self, topic_arn: str, subject: str, message: str) -> None:
-        self.published.append((topic_arn, subject, message))
-        message_id = str(uuid.uuid4())
-        timestamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        subs = self._sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
-        for sub in subs:
-            envelope = {
-                "Type": "Notification",
-                "MessageId": message_id,
-                "TopicArn": topic_arn,
-                "Subject": subject,
-                "Message": message,
-                "Timestamp": timestamp,
-                "SignatureVersion": "1",
-                "Signature": "EXAMPLE",
-                "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-EXAMPLE.pem",
-                "UnsubscribeUrl": f"https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn={sub['SubscriptionArn']}",
-                "MessageAttributes": {},
-            }
-            if sub["Protocol"] == "lambda":
-                event = {
-                    "Records": [
-                        {
-                            "EventSource": "aws:sns",
-                            "EventVersion": "1.0",
-                            "EventSubscriptionArn": sub["SubscriptionArn"],
-                            "Sns": envelope,
-                        }
-                    ]
-                }
-                self._runtime.invoke_async(
-                    sub["Endpoint"], event, source=f"sns:{topic_arn.rsplit(':', 1)[1]}"
-                )
-            elif sub["Protocol"] == "sqs":
-                name = sub["Endpoint"].rsplit(":", 1)[1]
-                url = self._sqs.get_queue_url(QueueName=name)["QueueUrl"]
-                self._sqs.send_message(QueueUrl=url, MessageBody=json.dumps(envelope))

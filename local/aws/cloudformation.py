@@ -1,0 +1,341 @@
+"""CloudFormation: the README's stacks created in moto from the cloudformation/ files, and what moto skips.
+
+moto's CloudFormation creates what it implements (VPC, ALB, listeners, target groups, ECS, Lambda functions,
+the schedule rule, SNS topics, SQS, ...) and resolves every intrinsic function of the templates. Some types
+it does not implement (SKIPPED below): the CloudWatch alarms, the SNS subscriptions, the CodeDeploy
+application and deployment group, the CodeBuild project and report group, the pipeline. Left alone, moto
+answers a Ref or Fn::GetAtt of one of them with nothing, so a template would have to name them instead of
+referring to them. This module teaches moto's CloudFormation those types (`teach_moto()`; importing the
+module does it too):
+
+- each one gets its physical id as on AWS (the name property, or a generated name) and answers Ref and
+  Fn::GetAtt (Arn) with AWS's values (the "Return values" of each type's CloudFormation reference page), so
+  references to it resolve, in the resources moto creates (a Lambda environment naming the alarms) and in the
+  outputs and exports, and it is listed by DescribeStackResources;
+- moto resolves its properties like any other resource's and records them (`skipped_resources`).
+
+`Stacks.create` then creates the recorded resources through their APIs from those properties, in the order
+moto met them (a resource after the ones it refers to): the alarms (PutMetricAlarm) and subscriptions
+(Subscribe) in moto, the CodeDeploy application and deployment group in the CodeDeploy stand-in
+(AWS_ENDPOINT_URL_CODEDEPLOY), the build project and the pipeline in moto (moto refuses a build project
+without a source location; the drill runs no build). One source of truth: the template files the README
+deploys. moto still skips the bucket and topic policies, which nothing refers to and the drill does not need.
+"""
+
+from __future__ import annotations
+
+import threading
+import types
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from moto.cloudformation import parsing
+from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+from moto.core.common_models import CloudFormationModel
+from moto.utilities.utils import get_partition
+
+from local.aws.moto_server import Aws
+from scripts.stacks import StackSpec
+
+
+@dataclass(frozen=True)
+class SkippedType:
+    """A resource type moto's CloudFormation does not implement, and what Ref / Fn::GetAtt return for it."""
+
+    type: str
+    name_property: str  # "" when the type has none (CloudFormation generates the name)
+    arn: str  # format: {partition} {region} {account} {name} {id} and the resource's string properties
+    ref: str = "name"  # what Ref returns: "name" or "arn"
+
+
+SKIPPED = (
+    SkippedType(
+        "AWS::CloudWatch::Alarm", "AlarmName", "arn:{partition}:cloudwatch:{region}:{account}:alarm:{name}"
+    ),
+    SkippedType("AWS::SNS::Subscription", "", "{TopicArn}:{id}", ref="arn"),
+    SkippedType(
+        "AWS::CodeDeploy::Application",
+        "ApplicationName",
+        "arn:{partition}:codedeploy:{region}:{account}:application:{name}",
+    ),
+    SkippedType(
+        "AWS::CodeDeploy::DeploymentGroup",
+        "DeploymentGroupName",
+        "arn:{partition}:codedeploy:{region}:{account}:deploymentgroup:{ApplicationName}/{name}",
+    ),
+    SkippedType(
+        "AWS::CodeBuild::Project", "Name", "arn:{partition}:codebuild:{region}:{account}:project/{name}"
+    ),
+    SkippedType(
+        "AWS::CodeBuild::ReportGroup",
+        "Name",
+        "arn:{partition}:codebuild:{region}:{account}:report-group/{name}",
+        ref="arn",
+    ),
+    SkippedType(
+        "AWS::CodePipeline::Pipeline", "Name", "arn:{partition}:codepipeline:{region}:{account}:{name}"
+    ),
+)
+
+
+@dataclass
+class SkippedResource:
+    """One resource of a skipped type, as moto's CloudFormation resolved it."""
+
+    stack_id: str
+    logical_id: str
+    type: str
+    name: str
+    arn: str
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+_recorded: dict[str, list[SkippedResource]] = {}
+_recorded_lock = threading.Lock()
+
+
+def skipped_resources(stack_id: str) -> list[SkippedResource]:
+    """The skipped-type resources moto's CloudFormation met while creating the stack, in that order (once)."""
+    with _recorded_lock:
+        return _recorded.pop(stack_id, [])
+
+
+class _Fields(dict[str, Any]):
+    """ARN format fields: a property the resource does not set is empty."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+class _Reference:
+    """What moto's CloudFormation needs of a model: the physical id, Ref, Fn::GetAtt, create/update/delete."""
+
+    SPEC: ClassVar[SkippedType]
+
+    def __init__(self, resource: SkippedResource) -> None:
+        self.resource = resource
+
+    @classmethod
+    def cloudformation_type(cls) -> str:
+        return cls.SPEC.type
+
+    @classmethod
+    def cloudformation_name_type(cls) -> str:
+        return cls.SPEC.name_property
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == "Arn"
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.resource.arn if self.SPEC.ref == "arn" else self.resource.name
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name == "Arn":
+            return self.resource.arn
+        raise UnformattedGetAttTemplateException()
+
+    @classmethod
+    def _build(
+        cls, name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **ids: str
+    ) -> _Reference:
+        properties = dict(cloudformation_json.get("Properties") or {})
+        fields = _Fields({k: v for k, v in properties.items() if isinstance(v, str)})
+        fields.update(
+            partition=get_partition(region_name),
+            region=region_name,
+            account=account_id,
+            name=name,
+            id=uuid.uuid4(),
+        )
+        arn = cls.SPEC.arn.format_map(fields)
+        return cls(SkippedResource(ids["StackId"], ids["LogicalId"], cls.SPEC.type, name, arn, properties))
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> _Reference:
+        model = cls._build(resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        with _recorded_lock:
+            _recorded.setdefault(model.resource.stack_id, []).append(model.resource)
+        return model
+
+    @classmethod
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> _Reference:
+        ids = {
+            "StackId": original_resource.resource.stack_id,
+            "LogicalId": original_resource.resource.logical_id,
+        }
+        return cls._build(new_resource_name, cloudformation_json, account_id, region_name, **ids)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        """Nothing to delete in moto; the stand-in's own copies go with the drill."""
+
+    def is_created(self) -> bool:
+        return True
+
+
+def _model(spec: SkippedType) -> type:
+    """A direct subclass of moto's CloudFormationModel (moto looks only at direct subclasses)."""
+    name = spec.type.replace("AWS::", "").replace("::", "")
+    attributes = {"SPEC": spec, "__module__": __name__, "__doc__": f"{spec.type} for moto's CloudFormation."}
+    return types.new_class(
+        name, (_Reference, CloudFormationModel), exec_body=lambda ns: ns.update(attributes)
+    )
+
+
+MODELS = {spec.type: _model(spec) for spec in SKIPPED}
+
+
+def teach_moto() -> None:
+    """Make moto's CloudFormation (in this process) use the models above for the types it skips.
+
+    Defining them registers them (moto lists CloudFormationModel's subclasses); moto caches its type -> model
+    map once a stack has been created, so the caches are cleared. Idempotent.
+    """
+    parsing.get_model_map.cache_clear()
+    parsing.get_name_type_map.cache_clear()
+
+
+teach_moto()
+
+
+# ---------------------------------------------------------------- the stacks
+@dataclass
+class Stack:
+    """A created stack: its status and outputs."""
+
+    spec: StackSpec
+    status: str
+    outputs: dict[str, str]
+
+
+def _camel(name: str) -> str:
+    special = {"ECSServices": "ecsServices"}
+    return special.get(name, name[:1].lower() + name[1:])
+
+
+def camel_case(value: Any) -> Any:
+    """CloudFormation property names (PascalCase) -> CodeDeploy API member names (camelCase)."""
+    if isinstance(value, list):
+        return [camel_case(v) for v in value]
+    if isinstance(value, dict):
+        return {_camel(k): camel_case(v) for k, v in value.items() if k != "Tags"}
+    return value
+
+
+class Stacks:
+    """Creates the README's stacks in moto, then the resources of the types moto skips through their APIs."""
+
+    def __init__(
+        self, aws: Aws, *, tags: list[dict[str, str]] | None = None, log: Callable[[str], None] | None = None
+    ) -> None:
+        teach_moto()
+        self._aws = aws
+        self._cfn = aws.client("cloudformation")
+        self._tags = tags or []
+        self._log = log or (lambda _msg: None)
+        self.stacks: dict[str, Stack] = {}
+        self.exports: dict[str, str] = {}
+        self._creators: dict[str, Callable[[dict[str, Any]], None]] = {
+            "AWS::CloudWatch::Alarm": self._alarm,
+            "AWS::SNS::Subscription": self._subscription,
+            "AWS::CodeDeploy::Application": self._codedeploy_application,
+            "AWS::CodeDeploy::DeploymentGroup": self._codedeploy_group,
+            "AWS::CodeBuild::Project": self._codebuild_project,
+            "AWS::CodePipeline::Pipeline": self._pipeline,
+        }
+
+    def create(self, spec: StackSpec, parameters: Mapping[str, str]) -> Stack:
+        """CreateStack as the README runs it (moto's CloudFormation), then the skipped types' resources."""
+        stack_id = self._cfn.create_stack(
+            StackName=spec.name,
+            TemplateBody=spec.path.read_text(),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Capabilities=["CAPABILITY_IAM"],
+            Tags=self._tags,
+        )["StackId"]
+        for resource in skipped_resources(stack_id):
+            create = self._creators.get(resource.type)
+            if create is None:
+                continue
+            try:
+                create(resource.properties)
+            except self._cfn.exceptions.ClientError as exc:
+                # moto may not take every property AWS takes; the drill does not run the pipeline or builds.
+                self._log(f"{spec.name}: {resource.type} {resource.logical_id} not created: {exc}")
+                continue
+            self._log(f"{spec.name}: {resource.type} {resource.logical_id} created from the template")
+        described = self._cfn.describe_stacks(StackName=stack_id)["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+        stack = Stack(spec, described["StackStatus"], outputs)
+        self.stacks[spec.name] = stack
+        for page in self._cfn.get_paginator("list_exports").paginate():
+            self.exports.update({export["Name"]: export["Value"] for export in page["Exports"]})
+        return stack
+
+    # ------------------------------------------------------------ one creator per skipped type
+    def _alarm(self, props: dict[str, Any]) -> None:
+        params = {k: v for k, v in props.items() if k != "Tags"}
+        for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+            if key in params:
+                params[key] = int(params[key])
+        if "Threshold" in params:
+            params["Threshold"] = float(params["Threshold"])
+        for query in params.get("Metrics") or []:
+            if "MetricStat" in query:
+                query["MetricStat"]["Period"] = int(query["MetricStat"]["Period"])
+        self._aws.client("cloudwatch").put_metric_alarm(**params)
+
+    def _subscription(self, props: dict[str, Any]) -> None:
+        self._aws.client("sns").subscribe(
+            TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"]
+        )
+
+    def _codedeploy_application(self, props: dict[str, Any]) -> None:
+        self._aws.client("codedeploy").create_application(
+            applicationName=props["ApplicationName"], computePlatform=props.get("ComputePlatform", "Server")
+        )
+
+    def _codedeploy_group(self, props: dict[str, Any]) -> None:
+        params = camel_case(props)
+        blue_green = params.get("blueGreenDeploymentConfiguration") or {}
+        terminate = blue_green.get("terminateBlueInstancesOnDeploymentSuccess") or {}
+        if "terminationWaitTimeInMinutes" in terminate:
+            terminate["terminationWaitTimeInMinutes"] = int(terminate["terminationWaitTimeInMinutes"])
+        self._aws.client("codedeploy").create_deployment_group(**params)
+
+    def _codebuild_project(self, props: dict[str, Any]) -> None:
+        params = camel_case(props)
+        source = params.get("source") or {}
+        if "buildSpec" in source:
+            source["buildspec"] = source.pop("buildSpec")
+        for variable in (params.get("environment") or {}).get("environmentVariables") or []:
+            variable["value"] = str(variable.get("value", ""))
+        params.pop("timeoutInMinutes", None)
+        self._aws.client("codebuild").create_project(**params)
+
+    def _pipeline(self, props: dict[str, Any]) -> None:
+        params = camel_case(props)
+        for stage in params.get("stages") or []:
+            for action in stage.get("actions") or []:
+                action["configuration"] = {
+                    k[:1].upper() + k[1:]: str(v) for k, v in (action.get("configuration") or {}).items()
+                }
+        params.pop("restartExecutionOnUpdate", None)
+        self._aws.client("codepipeline").create_pipeline(pipeline=params)

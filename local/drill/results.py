@@ -1,0 +1,133 @@
+"""What the drill measures for one scenario, typed: `Result`, and the JSON the report is made of.
+
+`Result.to_json()` is what build/drill/report.json holds per scenario (dataclasses as objects, the gate as its
+text); the tests and the chart read those keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+# The auto-rollback Lambda's answers that are an action on a deployment or a decision not to act.
+LAMBDA_ACTIONS = ("stopped", "redeployed", "attention", "none", "failed")
+
+
+class Gate(StrEnum):
+    """Which of the three gates (or the product's deployment timeout) acted on the release."""
+
+    NONE = "none"
+    TEST_TRAFFIC = "test-traffic gate"
+    ALARM = "alarm gate"
+    TIMEOUT = "deployment timeout"
+    RESURRECTION = "resurrection"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Seconds:
+    """A duration in drill seconds and in AWS-equivalent seconds."""
+
+    drill: float
+    aws: float
+
+
+@dataclass
+class VersionCount:
+    total: int = 0
+    failed: int = 0
+    timed_out: int = 0
+
+
+@dataclass
+class Users:
+    """The simulated users' requests of the scenario's window, by the version that served them."""
+
+    total: int = 0
+    answered: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    blast_radius_percent: float = 0.0
+    by_version: dict[str, VersionCount] = field(default_factory=dict)
+
+    @property
+    def bad(self) -> int:
+        return self.failed + self.timed_out
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The release's deployment as it ended."""
+
+    id: str
+    status: str
+    error_code: str | None = None
+    error_message: str | None = None
+    rollback_info: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Redeployment:
+    """The auto-rollback Lambda's redeployment of the last known-good revision."""
+
+    id: str
+    status: str
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class LambdaAction:
+    t: float
+    action: str | None
+    decision: str | None
+    alarm: str | None
+
+
+@dataclass(frozen=True)
+class Notification:
+    t: float
+    subject: str
+
+
+@dataclass(frozen=True)
+class Window:
+    start: float
+    end: float
+
+
+@dataclass
+class Result:
+    """One scenario, measured; `failures` is check()'s answer and `outcome` its verdict."""
+
+    scenario: str
+    title: str
+    expected: str
+    release: str
+    deployment: Deployment | None = None
+    redeployment: Redeployment | None = None
+    serving_before: str = "-"
+    serving_after: str = "-"
+    production_traffic_reached_release: bool = False
+    users: Users = field(default_factory=Users)
+    gate: Gate = Gate.NONE
+    actor: str = ""
+    alarms_fired: list[str] = field(default_factory=list)
+    rollback_deployments: list[str] = field(default_factory=list)
+    automatic_redeployments: list[str] = field(default_factory=list)
+    auto_rollback_lambda: list[LambdaAction] = field(default_factory=list)
+    time_to_detect: Seconds | None = None
+    time_to_restore: Seconds | None = None
+    detect_from: str = "deployment start"
+    notifications: list[Notification] = field(default_factory=list)
+    window: Window | None = None
+    decision_at: float | None = None
+    restore_at: float | None = None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        return "NOT as expected" if self.failures else "as expected"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "outcome": self.outcome}

@@ -1,0 +1,511 @@
+"""The drill: scenarios shipped one after the other on one World, while simulated users send requests.
+
+For each scenario, `drive` ships the release (CreateDeployment as CodePipeline's CodeDeployToECS action does)
+and waits for its deployment to end - and, when the scenario expects automatic redeployments, for the
+auto-rollback Lambda's - then watches a few more health-check periods; `measure` accounts for every user
+request of that window by the version that served it (the ALB's access log) and reads the events (alarms,
+hooks, traffic shifts, rollback decisions, notifications) into a typed `Result`; `check` compares it with
+the scenario's `Expected`. `run` returns a `Report`, whose `to_json()` is build/drill/report.json.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from local.background import Loop
+from local.drill.results import (
+    LAMBDA_ACTIONS,
+    Deployment,
+    Gate,
+    LambdaAction,
+    Notification,
+    Redeployment,
+    Result,
+    Seconds,
+    Users,
+    VersionCount,
+    Window,
+)
+from local.drill.scenarios import SCENARIOS, Scenario, check
+from local.drill.table import Column, render
+from local.drill.traffic import UserRequest
+from local.drill.traffic import Users as SimulatedUsers
+from local.drill.world import Event, World
+from local.timescale import TimeScale
+
+FINAL = ("Succeeded", "Failed", "Stopped")
+# CodeDeploy's errorInformation.code of the release's end -> the gate that acted and what acted.
+GATES = {
+    "HOOK_EXECUTION_FAILURE": (Gate.TEST_TRAFFIC, "AfterAllowTestTraffic hook"),
+    "ALARM_ACTIVE": (Gate.ALARM, "CodeDeploy alarm rollback"),
+    "MANUAL_STOP": (Gate.ALARM, "auto-rollback Lambda StopDeployment"),
+    "TIMEOUT": (Gate.TIMEOUT, "lifecycle hook timeout"),
+}
+
+
+# ---------------------------------------------------------------- the live timeline
+@dataclass
+class Timeline:
+    scale: TimeScale
+    out: Any = sys.stdout
+    quiet: bool = False
+    _last_health: str = ""
+    lines: list[str] = field(default_factory=list)
+
+    def stamp(self, t: float) -> str:
+        aws = self.scale.aws(t)
+        return f"{t:6.2f}s  AWS {int(aws // 60):3d}m{int(aws % 60):02d}s"
+
+    def __call__(self, event: Event) -> None:
+        text = self._text(event)
+        if text is not None:
+            self._line(event.t, text)
+
+    def say(self, text: str) -> None:
+        self._line(self.scale.now(), text)
+
+    def _line(self, t: float, text: str) -> None:
+        line = f"{self.stamp(t)}  {text}"
+        self.lines.append(line)
+        if not self.quiet:
+            print(line, file=self.out, flush=True)
+
+    def _text(self, event: Event) -> str | None:
+        if event.kind == "lambda":
+            return self._lambda_text(event.data.get("record") or {})
+        if event.kind == "lambda-log":
+            return None
+        labels = {
+            "install": "deploy",
+            "bake": "deploy",
+            "rollback": "deploy",
+            "deployment": "deploy",
+            "decision": "ACTION",
+            "restore": "RESTORE",
+            "notification": "notify",
+            "scenario": "==>",
+        }
+        return f"{labels.get(event.kind, event.kind):9s} {event.text}"
+
+    def _lambda_text(self, record: dict[str, Any]) -> str | None:
+        decision = str(record.get("decision", ""))
+        function = record.get("function")
+        if function == "health_check" and decision.startswith("scheduled"):
+            verdict = str(record.get("verdict", ""))
+            if verdict == self._last_health:
+                return None
+            self._last_health = verdict
+            return f"check     scheduled health check: production {verdict}"
+        if function == "health_check":
+            return f"check     hook: {record.get('status', '')} - {record.get('reason', decision)}"
+        if function == "auto_rollback":
+            return f"lambda    auto-rollback: {decision} [{record.get('action', '')}]"
+        return None
+
+
+def served_by(world: World, requests: list[UserRequest]) -> dict[str, str]:
+    """request id -> version, from the ALB's access log."""
+    by_id = {e.request_id: e.target for e in world.alb.access_log if e.request_id}
+    out = {}
+    for request in requests:
+        target = by_id.get(request.request_id)
+        version = world.runner.version_of(target) if target else None
+        out[request.request_id] = version or "none"
+    return out
+
+
+def user_report(world: World, users: SimulatedUsers, timeline: Timeline, every: float = 2.0) -> Loop:
+    """A timeline line every `every` drill seconds: what the users got, by the version that served them."""
+    since = time.monotonic()
+
+    def report() -> None:
+        nonlocal since
+        now = time.monotonic()
+        done = [r for r in users.window(since - world.user_timeout, now) if since <= r.ended < now]
+        since = now
+        if not done:
+            return
+        served = served_by(world, done)
+        shares: dict[str, int] = {}
+        for request in done:
+            shares[served[request.request_id]] = shares.get(served[request.request_id], 0) + 1
+        split = ", ".join(f"{v} {100 * n / len(done):.0f}%" for v, n in sorted(shares.items()))
+        bad = sum(1 for r in done if r.outcome != "answered")
+        timeline.say(f"users     {len(done) / every:.0f} req/s served by {split}; {bad} failed/timed out")
+
+    return Loop("user-report", report, every=every)
+
+
+# ---------------------------------------------------------------- one scenario: drive, measure, check
+@dataclass
+class Drive:
+    """What `drive` did: the release, its deployment, and the scenario's window on every clock."""
+
+    version: str
+    deployment_id: str
+    deployment: dict[str, Any]
+    redeployment: dict[str, Any] | None
+    serving_before: str
+    start: float  # drill seconds
+    wall_start: float  # epoch seconds (CodeDeploy's createTime)
+    mono_start: float  # monotonic (the users' clock)
+    events_from: int
+    notes_from: int
+    cutoff: float = 0.0  # monotonic
+    end: float = 0.0  # drill seconds
+
+
+def _dominant(versions: dict[str, int]) -> str:
+    return max(versions.items(), key=lambda item: item[1])[0] if versions else "none"
+
+
+def _deployments_since(world: World, since: float) -> list[dict[str, Any]]:
+    infos = [world.service.get(i) for i in world.service.deployment_ids()]
+    return [d for d in infos if float(d["createTime"]) >= since]
+
+
+def _redeployments(world: World, since: float, release: str) -> list[dict[str, Any]]:
+    """Deployments since `since` that neither are the release nor CodeDeploy's own rollbacks."""
+    return [
+        d
+        for d in _deployments_since(world, since)
+        if d.get("creator") != "codeDeployRollback" and d["deploymentId"] != release
+    ]
+
+
+def _wait_final(world: World, deployment_id: str, what: str) -> dict[str, Any]:
+    world.wait_for(lambda: world.deployment(deployment_id)["status"] in FINAL, 90, f"{what} {deployment_id}")
+    return world.deployment(deployment_id)
+
+
+def drive(world: World, users: SimulatedUsers, timeline: Timeline, scenario: Scenario, version: str) -> Drive:
+    """Ship the release and wait for what the scenario sets in motion; raises TimeoutError when stuck."""
+    scale = world.scale
+    wait_quiet(world)
+    timeline.say(f"--- scenario {scenario.name}: {scenario.title}")
+    faults = scenario.faults(scale)
+    driven = Drive(
+        version=version,
+        deployment_id="",
+        deployment={},
+        redeployment=None,
+        serving_before=_dominant(world.serving_versions()),
+        start=scale.now(),
+        wall_start=time.time(),
+        mono_start=time.monotonic(),
+        events_from=len(world.events),
+        notes_from=len(world.notifications),
+    )
+    driven.deployment_id = world.deploy(version, faults)
+    timeline.say(
+        f"release   {version} -> CreateDeployment {driven.deployment_id} (faults: {faults or 'none'})"
+    )
+    driven.deployment = _wait_final(world, driven.deployment_id, "deployment")
+    if (scenario.expected.redeployments or 0) > 0 and driven.deployment["status"] == "Succeeded":
+        try:
+            world.wait_for(
+                lambda: bool(_redeployments(world, driven.wall_start, driven.deployment_id)),
+                scale.drill(900) + 20,
+                "the auto-rollback Lambda's redeployment",
+            )
+            first = _redeployments(world, driven.wall_start, driven.deployment_id)[0]
+            driven.redeployment = _wait_final(world, str(first["deploymentId"]), "redeployment")
+        except TimeoutError as exc:
+            timeline.say(f"WARNING   {exc}")
+        # No loop: watch a few more health-check periods for further automatic deployments.
+        time.sleep(scale.drill(4 * 60))
+    else:
+        time.sleep(scale.drill(2 * 60))
+    driven.cutoff = time.monotonic()
+    users.wait_settled(driven.cutoff, timeout=world.user_timeout + 1.0)
+    driven.end = scale.now()
+    return driven
+
+
+def account(requests: list[UserRequest], served: dict[str, str]) -> Users:
+    """The requests' outcomes, in all and by the version that served each."""
+    counts = Users(total=len(requests))
+    for request in requests:
+        slot = counts.by_version.setdefault(served[request.request_id], VersionCount())
+        slot.total += 1
+        if request.outcome == "failed":
+            slot.failed += 1
+            counts.failed += 1
+        elif request.outcome == "timed_out":
+            slot.timed_out += 1
+            counts.timed_out += 1
+    counts.answered = counts.total - counts.bad
+    counts.blast_radius_percent = round(100 * counts.bad / counts.total, 3) if counts.total else 0.0
+    return counts
+
+
+def _record(event: Event) -> dict[str, Any]:
+    record: dict[str, Any] = event.data.get("record") or {}
+    return record
+
+
+def _lambda_actions(events: list[Event]) -> list[LambdaAction]:
+    return [
+        LambdaAction(round(e.t, 3), r.get("action"), r.get("decision"), r.get("alarm"))
+        for e in events
+        if e.kind == "lambda"
+        and (r := _record(e)).get("function") == "auto_rollback"
+        and r.get("action") in LAMBDA_ACTIONS
+    ]
+
+
+def _production_shifts(events: list[Event], deployment_id: str) -> list[Event]:
+    """The production listener's traffic shifts of one deployment (percent on its replacement)."""
+    return [
+        e
+        for e in events
+        if e.kind == "traffic"
+        and e.data.get("deployment") == deployment_id
+        and e.data.get("listener") == "production"
+    ]
+
+
+def measure(world: World, users: SimulatedUsers, scenario: Scenario, driven: Drive) -> Result:
+    """Account for the window's requests and read its events into a Result (checked against Expected)."""
+    scale = world.scale
+    requests = users.window(driven.mono_start, driven.cutoff)
+    served = served_by(world, requests)
+    events = world.events[driven.events_from :]
+    deployments = _deployments_since(world, driven.wall_start)
+    bad = [r for r in requests if r.outcome != "answered" and served[r.request_id] == driven.version]
+    first_bad = (bad[0].started - scale.epoch) if bad else None
+
+    gate, actor, decision_t = Gate.NONE, "", None
+    decisions = [e for e in events if e.kind == "decision"]
+    if decisions:
+        decision_t = decisions[0].t
+        code = str(decisions[0].data.get("code"))
+        gate, actor = GATES.get(code, (Gate.OTHER, code))
+    restores = [e for e in events if e.kind == "restore"]
+    restore_t = restores[0].t if restores else None
+    overdue = [e for e in events if e.kind == "alarm" and "deployment-overdue" in str(e.data.get("alarm"))]
+    if any(e.data.get("new") == "ALARM" for e in overdue):
+        gate, actor = Gate.TIMEOUT, "DeploymentOverdue alarm -> auto-rollback Lambda StopDeployment"
+    lambda_actions = _lambda_actions(events)
+    redeployment = driven.redeployment
+    if redeployment is not None:
+        gate, actor = Gate.RESURRECTION, "auto-rollback Lambda redeploys the last known-good revision"
+        redeployed = [a.t for a in lambda_actions if a.action == "redeployed"]
+        decision_t = redeployed[0] if redeployed else decision_t
+        full = [
+            e
+            for e in _production_shifts(events, redeployment["deploymentId"])
+            if e.data.get("percent") == 100
+        ]
+        restore_t = full[0].t if full else None
+
+    def since_first_bad(t: float | None) -> Seconds | None:
+        if t is None:
+            return None
+        duration = t - (first_bad if first_bad is not None and first_bad < t else driven.start)
+        return Seconds(round(duration, 3), round(scale.aws(duration), 1))
+
+    first = driven.deployment
+    error = first.get("errorInformation") or {}
+    result = Result(
+        scenario=scenario.name,
+        title=scenario.title,
+        expected=scenario.expected.text,
+        release=driven.version,
+        deployment=Deployment(
+            first["deploymentId"],
+            first["status"],
+            error.get("code"),
+            error.get("message"),
+            first.get("rollbackInfo"),
+        ),
+        redeployment=None
+        if redeployment is None
+        else Redeployment(
+            redeployment["deploymentId"], redeployment["status"], redeployment.get("description")
+        ),
+        serving_before=driven.serving_before,
+        serving_after=_dominant(world.serving_versions()),
+        production_traffic_reached_release=any(
+            int(e.data.get("percent", 0)) > 0 for e in _production_shifts(events, driven.deployment_id)
+        ),
+        users=account(requests, served),
+        gate=gate,
+        actor=actor,
+        alarms_fired=sorted(
+            {str(e.data.get("alarm")) for e in events if e.kind == "alarm" and e.data.get("new") == "ALARM"}
+        ),
+        rollback_deployments=[
+            d["deploymentId"] for d in deployments if d.get("creator") == "codeDeployRollback"
+        ],
+        automatic_redeployments=[
+            d["deploymentId"] for d in _redeployments(world, driven.wall_start, driven.deployment_id)
+        ],
+        auto_rollback_lambda=lambda_actions,
+        time_to_detect=since_first_bad(decision_t),
+        time_to_restore=since_first_bad(restore_t),
+        detect_from="first bad production response of the release"
+        if first_bad is not None
+        else "deployment start",
+        notifications=[
+            Notification(round(n["t"], 3), n["subject"]) for n in world.notifications[driven.notes_from :]
+        ],
+        window=Window(round(driven.start, 3), round(driven.end, 3)),
+        decision_at=None if decision_t is None else round(decision_t, 3),
+        restore_at=None if restore_t is None else round(restore_t, 3),
+    )
+    result.failures = check(scenario.expected, result)
+    return result
+
+
+def run_scenario(
+    world: World, users: SimulatedUsers, timeline: Timeline, scenario: Scenario, version: str
+) -> Result:
+    try:
+        result = measure(world, users, scenario, drive(world, users, timeline, scenario, version))
+    except TimeoutError as exc:
+        result = Result(scenario.name, scenario.title, scenario.expected.text, version, failures=[str(exc)])
+    counts = result.users
+    timeline.say(
+        f"=== {scenario.name}: {result.outcome} - {counts.failed} failed + {counts.timed_out} timed out of "
+        f"{counts.total} user requests; serving {result.serving_before} -> {result.serving_after}"
+        + (f"; {'; '.join(result.failures)}" if result.failures else "")
+    )
+    return result
+
+
+def reset_release(world: World, timeline: Timeline, version: str) -> None:
+    """Bench only: a faulty release still serves; ship a clean one before the next scenario (not measured)."""
+    world.wait_for(
+        lambda: all(world.service.get(i)["status"] in FINAL for i in world.service.deployment_ids()),
+        60,
+        "no deployment in flight",
+    )
+    timeline.say(f"reset     a faulty release serves: shipping clean {version} (not measured)")
+    _wait_final(world, world.deploy(version, {}), "deployment")
+
+
+def wait_quiet(world: World, timeout: float = 30.0) -> None:
+    """Before a release: no deployment in flight and every alarm OK."""
+
+    def quiet() -> bool:
+        states = world.alarm_states()
+        in_flight = [i for i in world.service.deployment_ids() if world.service.get(i)["status"] not in FINAL]
+        return not in_flight and all(s == "OK" for s in states.values())
+
+    world.wait_for(quiet, timeout, "every alarm OK and no deployment in flight", poll=0.1)
+
+
+# ---------------------------------------------------------------- the whole drill
+@dataclass
+class Report:
+    """Every scenario's Result, the chart's data and the timeline; `to_json()` is report.json."""
+
+    time_scale: float
+    wall_seconds: float
+    scenarios: list[Result]
+    series: list[dict[str, Any]]
+    marks: list[dict[str, Any]]
+    scenario_marks: list[dict[str, Any]]
+    timeline: list[str]
+    ok: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "scenarios": [r.to_json() for r in self.scenarios]}
+
+
+def run(
+    names: list[str],
+    scale: TimeScale,
+    *,
+    quiet: bool = False,
+    out: Any = sys.stdout,
+    user_rate: float = 40.0,
+    literal: bool = False,
+    reset: bool = False,
+) -> Report:
+    timeline = Timeline(scale, out=out, quiet=quiet)
+    started = time.monotonic()
+    results: list[Result] = []
+    with World(scale, on_event=timeline, literal=literal) as world:
+        timeline.say(
+            f"production {world.production_url}  test {world.test_url}  time scale x{scale.factor:g}"
+        )
+        with (
+            SimulatedUsers(world.production_url, rate=user_rate, timeout=world.user_timeout) as users,
+            user_report(world, users, timeline),
+        ):
+            faulty: set[str] = set()
+            serial = 2
+            for name in names:
+                version = f"v{serial}"
+                serial += 1
+                if SCENARIOS[name].faults(scale):
+                    faulty.add(version)
+                results.append(run_scenario(world, users, timeline, SCENARIOS[name], version))
+                if results[-1].deployment is None:
+                    break
+                if reset and results[-1].serving_after in faulty:
+                    reset_release(world, timeline, f"v{serial}")
+                    serial += 1
+            series = world_series(world, users, scale)
+        marks = [
+            {"t": round(e.t, 3), "kind": "alarm", "text": e.text}
+            for e in world.events
+            if e.kind == "alarm" and e.data.get("new") == "ALARM"
+        ]
+        for r in results:
+            for kind, t in (("decision", r.decision_at), ("restore", r.restore_at)):
+                if t is not None:
+                    marks.append(
+                        {"t": t, "kind": kind, "text": f"{r.scenario}: {kind} ({r.gate}, {r.actor})"}
+                    )
+    return Report(
+        time_scale=scale.factor,
+        wall_seconds=round(time.monotonic() - started, 1),
+        scenarios=results,
+        series=series,
+        marks=marks,
+        scenario_marks=[{"t": r.window.start, "scenario": r.scenario} for r in results if r.window],
+        timeline=timeline.lines,
+        ok=all(not r.failures for r in results) and len(results) == len(names),
+    )
+
+
+def world_series(
+    world: World, users: SimulatedUsers, scale: TimeScale, bin_seconds: float = 0.25
+) -> list[dict[str, Any]]:
+    """Per time bin: user requests by version and their outcomes (the chart's data)."""
+    requests = users.window(scale.epoch, time.monotonic())
+    served = served_by(world, requests)
+    bins: dict[int, dict[str, Any]] = {}
+    for request in requests:
+        k = int((request.started - scale.epoch) / bin_seconds)
+        slot = bins.setdefault(k, {"t": round(k * bin_seconds, 3), "total": 0, "bad": 0, "versions": {}})
+        slot["total"] += 1
+        slot["bad"] += request.outcome != "answered"
+        version = served[request.request_id]
+        slot["versions"][version] = slot["versions"].get(version, 0) + 1
+    return [bins[k] for k in sorted(bins)]
+
+
+def _duration(value: Seconds | None) -> str:
+    return "-" if value is None else f"{value.drill:.1f}s/{value.aws:.0f}s"
+
+
+SUMMARY: list[Column[Result]] = [
+    Column("scenario", 30, lambda r: r.scenario),
+    Column("outcome", 16, lambda r: r.outcome),
+    Column("gate", 34, lambda r: str(r.gate)),
+    Column("users failed/total", 18, lambda r: f"{r.users.bad}/{r.users.total}", ">"),
+    Column("detect", 14, lambda r: _duration(r.time_to_detect), ">"),
+    Column("restore", 14, lambda r: _duration(r.time_to_restore), ">"),
+    Column("serving", 0, lambda r: f"{r.serving_before} -> {r.serving_after}"),
+]
+
+
+def summary_table(results: list[Result]) -> str:
+    return render(SUMMARY, results)
