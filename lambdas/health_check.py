@@ -12,19 +12,21 @@ Two triggers, one function:
   in install or in the shift before CodeDeploy's own hour; the deployment-overdue alarm on this metric has
   the auto-rollback Lambda stop it.
 - CodeDeploy lifecycle hook (AfterAllowTestTraffic: {"DeploymentId", "LifecycleEventHookExecutionId"}): probes
-  the replacement through TEST_URL for up to VALIDATION_ROUNDS rounds, VALIDATION_INTERVAL_SECONDS apart, then
-  ALWAYS answers PutLifecycleEventHookExecutionStatus: Failed once ALARM_THRESHOLD rounds failed (or the last
-  round failed, or on its own errors), otherwise Succeeded; always before the function's own deadline
-  (context.get_remaining_time_in_millis()), and within DEPLOYMENT_TIMEOUT.
+  the replacement through TEST_URL in rounds until `verdict(rounds, config, remaining)` (pure: VERDICT_RULES)
+  says Succeeded or Failed: Failed once ALARM_THRESHOLD rounds failed, when the last round failed, when no
+  round fitted in the time, or on its own errors; otherwise Succeeded after VALIDATION_ROUNDS rounds,
+  VALIDATION_INTERVAL_SECONDS apart. It ALWAYS answers PutLifecycleEventHookExecutionStatus, and before the
+  function's own deadline: it stops probing ANSWER_RESERVE_MS early, the longest the answer can take with
+  every retry of its client (phoenix_common.worst_case_call_seconds), and within DEPLOYMENT_TIMEOUT.
 
 A probe is one GET of HEALTH_PATH with connect and read timeouts; it passes on HTTP 200 with a JSON body
 {"status": "healthy"} within MAX_LATENCY_P95_MS. Timeouts, refused connections, resets, DNS failures and
 garbage bodies fail with their reason. A round runs PROBE_COUNT probes per listener concurrently and fails
 when the error rate exceeds MAX_ERROR_RATE percent or the p95 latency exceeds MAX_LATENCY_P95_MS.
 
-Anything else as event is logged as rejected and answered without calling AWS. Configuration is read from the
-environment once, at import; a bad value stops the function with a message naming the variable. Every
-decision is one JSON log line.
+Anything else as event is logged as rejected and answered without calling AWS. Configuration and clients are
+built on first use; a bad variable is logged with its name and answered, never raised: a hook is answered
+Failed. Every decision is one JSON log line.
 """
 
 from __future__ import annotations
@@ -32,33 +34,45 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any, Final, Literal
 
-import boto3
+import phoenix_common as common
 import requests
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
+from phoenix_common import (
+    IN_FLIGHT,
+    ConfigError,
+    DecisionLog,
+    HookStatus,
+    LambdaContext,
+    Service,
+    client_config,
+    env_integer,
+    env_number,
+    env_url,
+    epoch,
+    in_bake,
+    invocation,
+    load_service,
+    worst_case_call_seconds,
+)
 
-LOGGER = logging.getLogger("phoenix.health_check")
-LOGGER.setLevel(logging.INFO)
+log = DecisionLog("health_check")
+LOGGER = log.logger
 
-ENVIRONMENTS = ("dev", "staging", "prod")
-IN_FLIGHT_STATUSES = ["Created", "Queued", "InProgress", "Baking", "Ready"]
 DEPLOYMENT_ID = re.compile(r"^d-[A-Z0-9]{9}$")
-# Time kept back from the Lambda deadline to answer CodeDeploy (one PutLifecycleEventHookExecutionStatus with
-# botocore's standard retries at the client timeouts below).
-ANSWER_RESERVE_MS = 4000
-AWS_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+# Four attempts (botocore's max_attempts=3 counts retries), 2 s to connect, 5 s for each answer.
+AWS_CONFIG = client_config(attempts=4, connect_timeout=2, read_timeout=5)
+# Time kept back from the Lambda deadline to answer CodeDeploy: one PutLifecycleEventHookExecutionStatus with
+# every retry at the client's timeouts, and a second for the log line around it.
+ANSWER_RESERVE_MS = math.ceil(1000 * worst_case_call_seconds(AWS_CONFIG)) + 1000
 # CodeDeploy answers that retrying cannot fix: logged, not raised.
 PERMANENT_HOOK_ERRORS = frozenset(
     {
@@ -70,33 +84,18 @@ PERMANENT_HOOK_ERRORS = frozenset(
         "UnsupportedActionForDeploymentTypeException",
     }
 )
+Listener = Literal["production", "test"]
+Trigger = Literal["hook", "schedule", "rejected"]
 
 
-class ConfigError(ValueError):
-    """An environment variable the function cannot run with; the message names it."""
-
-
-class LambdaContext(Protocol):
-    """The part of the Lambda context object this function uses."""
-
-    aws_request_id: str
-
-    def get_remaining_time_in_millis(self) -> int: ...
-
-
+# --------------------------------------------------------------------------------------------- configuration
 @dataclass(frozen=True)
 class Config:
-    environment: str
-    service_name: str
-    health_check_interval: int
-    alarm_threshold: int
-    deployment_timeout: int
+    service: Service
     production_url: str
     test_url: str
     health_path: str
     metric_namespace: str
-    codedeploy_application: str
-    codedeploy_deployment_group: str
     probe_count: int
     probe_connect_timeout: float
     probe_read_timeout: float
@@ -105,94 +104,46 @@ class Config:
     validation_rounds: int
     validation_interval_seconds: float
 
-
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise ConfigError(f"{name} is required and is not set")
-    return value
-
-
-def _number(
-    env: Mapping[str, str], name: str, default: float, *, minimum: float, maximum: float | None = None
-) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
-        upper = f" and at most {maximum:g}" if maximum is not None else ""
-        raise ConfigError(f"{name} must be a number of at least {minimum:g}{upper}, got {raw!r}")
-    return value
-
-
-def _integer(
-    env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None
-) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not re.fullmatch(r"\d+", raw) or int(raw) < minimum or (maximum is not None and int(raw) > maximum):
-        upper = f" and at most {maximum}" if maximum is not None else ""
-        raise ConfigError(f"{name} must be a whole number of at least {minimum}{upper}, got {raw!r}")
-    return int(raw)
-
-
-def _url(env: Mapping[str, str], name: str) -> str:
-    value = _required(env, name)
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{name} must be an http(s) URL such as http://my-alb.example.com, got {value!r}")
-    return value.rstrip("/")
+    @property
+    def round_budget_s(self) -> float:
+        """The longest one probe round takes: the probe timeouts and a second for the threads."""
+        return self.probe_connect_timeout + self.probe_read_timeout + 1.0
 
 
 def load_config(env: Mapping[str, str]) -> Config:
-    """Validate the environment once; raises ConfigError naming the first bad variable."""
-    environment = _required(env, "ENVIRONMENT")
-    if environment not in ENVIRONMENTS:
-        raise ConfigError(f"ENVIRONMENT must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}")
+    """Validate the environment; raises ConfigError naming the first bad variable."""
+    service = load_service(env)
     health_path = env.get("HEALTH_PATH", "/health").strip() or "/health"
     if not health_path.startswith("/"):
         raise ConfigError(f"HEALTH_PATH must start with '/', got {health_path!r}")
     config = Config(
-        environment=environment,
-        service_name=env.get("SERVICE_NAME", "").strip() or "sample-app",
-        health_check_interval=_integer(env, "HEALTH_CHECK_INTERVAL", 60, minimum=10),
-        alarm_threshold=_integer(env, "ALARM_THRESHOLD", 2, minimum=1),
-        deployment_timeout=_integer(env, "DEPLOYMENT_TIMEOUT", 900, minimum=1),
-        production_url=_url(env, "PRODUCTION_URL"),
-        test_url=_url(env, "TEST_URL"),
+        service=service,
+        production_url=env_url(env, "PRODUCTION_URL"),
+        test_url=env_url(env, "TEST_URL"),
         health_path=health_path,
         metric_namespace=env.get("METRIC_NAMESPACE", "").strip() or "Phoenix/Deployments",
-        codedeploy_application=_required(env, "CODEDEPLOY_APPLICATION"),
-        codedeploy_deployment_group=_required(env, "CODEDEPLOY_DEPLOYMENT_GROUP"),
-        probe_count=_integer(env, "PROBE_COUNT", 5, minimum=1, maximum=50),
-        probe_connect_timeout=_number(env, "PROBE_CONNECT_TIMEOUT", 2.0, minimum=0.05, maximum=30),
-        probe_read_timeout=_number(env, "PROBE_READ_TIMEOUT", 3.0, minimum=0.05, maximum=60),
-        max_error_rate=_number(env, "MAX_ERROR_RATE", 20.0, minimum=0, maximum=100),
-        max_latency_p95_ms=_number(env, "MAX_LATENCY_P95_MS", 1000.0, minimum=1),
-        validation_rounds=_integer(env, "VALIDATION_ROUNDS", 3, minimum=1, maximum=100),
-        validation_interval_seconds=_number(env, "VALIDATION_INTERVAL_SECONDS", 10.0, minimum=0, maximum=300),
+        probe_count=env_integer(env, "PROBE_COUNT", 5, minimum=1, maximum=50),
+        probe_connect_timeout=env_number(env, "PROBE_CONNECT_TIMEOUT", 2.0, minimum=0.05, maximum=30),
+        probe_read_timeout=env_number(env, "PROBE_READ_TIMEOUT", 3.0, minimum=0.05, maximum=60),
+        max_error_rate=env_number(env, "MAX_ERROR_RATE", 20.0, minimum=0, maximum=100),
+        max_latency_p95_ms=env_number(env, "MAX_LATENCY_P95_MS", 1000.0, minimum=1),
+        validation_rounds=env_integer(env, "VALIDATION_ROUNDS", 3, minimum=1, maximum=100),
+        validation_interval_seconds=env_number(
+            env, "VALIDATION_INTERVAL_SECONDS", 10.0, minimum=0, maximum=300
+        ),
     )
-    if config.probe_connect_timeout + config.probe_read_timeout >= config.health_check_interval:
+    if config.probe_connect_timeout + config.probe_read_timeout >= config.service.health_check_interval:
         raise ConfigError(
             "PROBE_CONNECT_TIMEOUT + PROBE_READ_TIMEOUT must stay below HEALTH_CHECK_INTERVAL "
-            f"({config.health_check_interval} s) so that a scheduled run ends before the next one starts"
+            f"({config.service.health_check_interval} s) so that a scheduled run ends before the next starts"
         )
     return config
 
 
-def log(decision: str, level: int = logging.INFO, **fields: Any) -> None:
-    """One JSON line per decision."""
-    LOGGER.log(level, json.dumps({"function": "health_check", "decision": decision, **fields}, default=str))
-
-
-CONFIG = load_config(os.environ)
-CLOUDWATCH = boto3.client("cloudwatch", config=AWS_CONFIG)
-CODEDEPLOY = boto3.client("codedeploy", config=AWS_CONFIG)
+# Built on first use: the configuration (ConfigError names the variable) and the clients.
+config = common.settings(load_config)
+cloudwatch = common.client("cloudwatch", AWS_CONFIG)
+codedeploy = common.client("codedeploy", AWS_CONFIG)
 
 
 # --------------------------------------------------------------------------------------------- probing
@@ -205,7 +156,7 @@ class Probe:
 
 @dataclass(frozen=True)
 class Round:
-    listener: str
+    listener: Listener
     url: str
     probes: tuple[Probe, ...]
     error_rate: float
@@ -249,7 +200,7 @@ def probe(url: str, config: Config) -> Probe:  # noqa: PLR0911 - one return per 
         return Probe(False, latency, f"HTTP {response.status_code}")
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return Probe(False, latency, "body is not JSON")
     if not isinstance(document, dict) or document.get("status") != "healthy":
         return Probe(False, latency, "body does not say healthy")
@@ -283,10 +234,18 @@ def p95(values: list[float]) -> float:
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
-def probe_round(listeners: Mapping[str, str], config: Config) -> dict[str, Round]:
+def summarise(listener: Listener, url: str, probes: Sequence[Probe], config: Config) -> Round:
+    """A round from its probes: failed above MAX_ERROR_RATE percent of failed probes or MAX_LATENCY_P95_MS."""
+    error_rate = 100.0 * sum(not p.ok for p in probes) / len(probes) if probes else 100.0
+    latency = p95([p.latency_ms for p in probes])
+    failed = error_rate > config.max_error_rate or latency > config.max_latency_p95_ms
+    return Round(listener, url, tuple(probes), error_rate, latency, failed)
+
+
+def probe_round(listeners: Mapping[Listener, str], config: Config) -> dict[Listener, Round]:
     """PROBE_COUNT concurrent probes per listener; a hanging target costs at most the probe timeout."""
     urls = {name: base + config.health_path for name, base in listeners.items()}
-    budget = config.probe_connect_timeout + config.probe_read_timeout + 1.0
+    budget = config.round_budget_s
     executor = ThreadPoolExecutor(max_workers=max(1, config.probe_count * len(urls)))
     try:
         futures = {
@@ -296,24 +255,19 @@ def probe_round(listeners: Mapping[str, str], config: Config) -> dict[str, Round
         wait_futures([f for fs in futures.values() for f in fs], timeout=budget)
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
-    rounds: dict[str, Round] = {}
-    for name, fs in futures.items():
-        probes = tuple(
-            f.result() if f.done() else Probe(False, budget * 1000.0, "probe overran its timeout") for f in fs
-        )
-        error_rate = 100.0 * sum(not p.ok for p in probes) / len(probes)
-        latency = p95([p.latency_ms for p in probes])
-        failed = error_rate > config.max_error_rate or latency > config.max_latency_p95_ms
-        rounds[name] = Round(name, urls[name], probes, error_rate, latency, failed)
-    return rounds
+    overran = Probe(False, budget * 1000.0, "probe overran its timeout")
+    return {
+        name: summarise(name, urls[name], [f.result() if f.done() else overran for f in fs], config)
+        for name, fs in futures.items()
+    }
 
 
 # --------------------------------------------------------------------------------------------- metrics
-def metric_data(rounds: Mapping[str, Round], config: Config) -> list[dict[str, Any]]:
+def metric_data(rounds: Mapping[Listener, Round], config: Config) -> list[dict[str, Any]]:
     """The PutMetricData entries for one run (production verdict also without the Listener dimension)."""
     base = [
-        {"Name": "Service", "Value": config.service_name},
-        {"Name": "Environment", "Value": config.environment},
+        {"Name": "Service", "Value": config.service.name},
+        {"Name": "Environment", "Value": config.service.environment},
     ]
     data: list[dict[str, Any]] = []
     for name, result in rounds.items():
@@ -332,26 +286,20 @@ def metric_data(rounds: Mapping[str, Round], config: Config) -> list[dict[str, A
     return data
 
 
-def publish(rounds: Mapping[str, Round], config: Config) -> None:
-    CLOUDWATCH.put_metric_data(Namespace=config.metric_namespace, MetricData=metric_data(rounds, config))
+def publish(rounds: Mapping[Listener, Round], config: Config) -> None:
+    cloudwatch().put_metric_data(Namespace=config.metric_namespace, MetricData=metric_data(rounds, config))
 
 
 # --------------------------------------------------------------------------------------------- scheduled run
 def deployment_in_flight(config: Config) -> str | None:
     """The deployment group's in-flight deployment id (it holds the test listener), if any."""
-    response = CODEDEPLOY.list_deployments(
-        applicationName=config.codedeploy_application,
-        deploymentGroupName=config.codedeploy_deployment_group,
-        includeOnlyStatuses=IN_FLIGHT_STATUSES,
+    response = codedeploy().list_deployments(
+        applicationName=config.service.application,
+        deploymentGroupName=config.service.deployment_group,
+        includeOnlyStatuses=sorted(IN_FLIGHT),
     )
     deployments: list[str] = response.get("deployments", [])
     return deployments[0] if deployments else None
-
-
-def in_bake(deployment: Mapping[str, Any]) -> bool:
-    """Traffic has fully shifted and the original waits TerminationWaitTimeInMinutes: not counted as stuck.
-    (botocore: instanceTerminationWaitTimeStarted is true "as soon as the termination wait period starts".)"""
-    return bool(deployment.get("instanceTerminationWaitTimeStarted")) or deployment.get("status") == "Baking"
 
 
 def overdue_datum(in_flight: str | None, config: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -359,16 +307,18 @@ def overdue_datum(in_flight: str | None, config: Config) -> tuple[list[dict[str,
     overdue, age = False, 0.0
     if in_flight is not None:
         try:
-            info = CODEDEPLOY.get_deployment(deploymentId=in_flight)["deploymentInfo"]
-            created = info["createTime"]
-            age = time.time() - (created.timestamp() if isinstance(created, datetime) else float(created))
+            info = codedeploy().get_deployment(deploymentId=in_flight)["deploymentInfo"]
+            created = epoch(info.get("createTime"))
+            if created is None:
+                raise ValueError(f"deployment {in_flight} has no createTime")
         except (ClientError, BotoCoreError, KeyError, TypeError, ValueError) as exc:
             log("deployment age unknown; DeploymentOverdue not published", logging.WARNING, error=str(exc))
             return [], {"deployment_age_s": None}
-        overdue = age >= config.deployment_timeout and not in_bake(info)
+        age = time.time() - created
+        overdue = age >= config.service.deployment_timeout and not in_bake(info)
     dimensions = [
-        {"Name": "Service", "Value": config.service_name},
-        {"Name": "Environment", "Value": config.environment},
+        {"Name": "Service", "Value": config.service.name},
+        {"Name": "Environment", "Value": config.service.environment},
     ]
     datum = {
         "MetricName": "DeploymentOverdue",
@@ -379,22 +329,27 @@ def overdue_datum(in_flight: str | None, config: Config) -> tuple[list[dict[str,
     return [datum], {"deployment_age_s": round(age, 1), "deployment_overdue": overdue}
 
 
-def run_scheduled(config: Config) -> dict[str, Any]:
+def run_scheduled() -> dict[str, Any]:
     """Probe production (and test during a deployment), publish the metrics, report the verdict."""
-    listeners = {"production": config.production_url}
+    try:
+        settings = config()
+    except ConfigError as exc:
+        log("configuration error", logging.ERROR, error=str(exc))
+        return {"trigger": "schedule", "error": str(exc)}
+    listeners: dict[Listener, str] = {"production": settings.production_url}
     lookup_failed = False
     try:
-        in_flight = deployment_in_flight(config)
+        in_flight = deployment_in_flight(settings)
     except (ClientError, BotoCoreError) as exc:
         in_flight, lookup_failed = None, True
         log("deployment lookup failed; probing production only", logging.WARNING, error=str(exc))
     if in_flight is not None:
-        listeners["test"] = config.test_url
-    rounds = probe_round(listeners, config)
-    extra, age_fields = ([], {}) if lookup_failed else overdue_datum(in_flight, config)
+        listeners["test"] = settings.test_url
+    rounds = probe_round(listeners, settings)
+    extra, age_fields = ([], {}) if lookup_failed else overdue_datum(in_flight, settings)
     try:
-        CLOUDWATCH.put_metric_data(
-            Namespace=config.metric_namespace, MetricData=metric_data(rounds, config) + extra
+        cloudwatch().put_metric_data(
+            Namespace=settings.metric_namespace, MetricData=metric_data(rounds, settings) + extra
         )
     except (ClientError, BotoCoreError) as exc:
         log(
@@ -404,90 +359,163 @@ def run_scheduled(config: Config) -> dict[str, Any]:
             rounds=[r.summary() for r in rounds.values()],
         )
         raise
-    verdict = "unhealthy" if rounds["production"].failed else "healthy"
+    verdict_text = "unhealthy" if rounds["production"].failed else "healthy"
     log(
         "scheduled health check",
-        verdict=verdict,
+        verdict=verdict_text,
         deployment_in_flight=in_flight,
         rounds=[r.summary() for r in rounds.values()],
         **age_fields,
     )
-    return {"trigger": "schedule", "verdict": verdict, "deploymentId": in_flight}
+    return {"trigger": "schedule", "verdict": verdict_text, "deploymentId": in_flight}
+
+
+# --------------------------------------------------------------------------------------------- hook verdict
+@dataclass(frozen=True)
+class Succeeded:
+    reason: str
+    status: HookStatus = "Succeeded"
+
+
+@dataclass(frozen=True)
+class Failed:
+    reason: str
+    status: HookStatus = "Failed"
+
+
+@dataclass(frozen=True)
+class ProbeAgain:
+    """No verdict yet: probe another round after `pause` seconds."""
+
+    pause: float
+
+
+Answer = Succeeded | Failed
+Verdict = Succeeded | Failed | ProbeAgain
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What the verdict reads: the rounds so far, the configuration, the seconds left before the deadline."""
+
+    rounds: tuple[Round, ...]
+    config: Config
+    remaining: float
+
+    @property
+    def failures(self) -> int:
+        return sum(r.failed for r in self.rounds)
+
+    @property
+    def threshold(self) -> int:
+        threshold: int = min(self.config.service.alarm_threshold, self.config.validation_rounds)
+        return threshold
+
+    @property
+    def pause(self) -> float:
+        """None before the first round; then VALIDATION_INTERVAL_SECONDS, shortened so a round still fits."""
+        if not self.rounds:
+            return 0.0
+        return min(self.config.validation_interval_seconds, self.remaining - self.config.round_budget_s)
+
+
+# In this order, the first that holds.
+VERDICT_RULES: Final[tuple[tuple[Callable[[Tally], bool], Callable[[Tally], Verdict]], ...]] = (
+    (
+        lambda t: t.failures >= t.threshold,
+        lambda t: Failed(f"{t.failures} of {len(t.rounds)} validation rounds failed"),
+    ),
+    (
+        lambda t: len(t.rounds) < t.config.validation_rounds and t.remaining >= t.config.round_budget_s,
+        lambda t: ProbeAgain(t.pause),
+    ),
+    (lambda t: not t.rounds, lambda t: Failed("no time left to validate the replacement")),
+    (lambda t: t.rounds[-1].failed, lambda t: Failed("the last validation round failed")),
+    (
+        lambda t: True,
+        lambda t: Succeeded(f"{len(t.rounds) - t.failures} of {len(t.rounds)} validation rounds passed"),
+    ),
+)
+
+
+def verdict(rounds: Sequence[Round], config: Config, remaining: float) -> Verdict:
+    """The hook's answer from the validation rounds so far and the seconds left, or ProbeAgain. Pure."""
+    tally = Tally(tuple(rounds), config, remaining)
+    return next(then(tally) for when, then in VERDICT_RULES if when(tally))
 
 
 # --------------------------------------------------------------------------------------------- hook
-def validate_replacement(config: Config, deadline: float) -> tuple[str, str, list[Round]]:
-    """Probe rounds against the test listener until a verdict, before `deadline`: (status, reason, rounds)."""
-    round_cost = config.probe_connect_timeout + config.probe_read_timeout + 1.0
-    threshold = min(config.alarm_threshold, config.validation_rounds)
+def validate_replacement(config: Config, deadline: float) -> tuple[Answer, list[Round]]:
+    """Probe rounds against the test listener until a verdict, before `deadline` (monotonic seconds)."""
     rounds: list[Round] = []
-    for index in range(config.validation_rounds):
-        if time.monotonic() + round_cost > deadline:
-            break
-        result = probe_round({"test": config.test_url}, config)["test"]
-        rounds.append(result)
-        failures = sum(r.failed for r in rounds)
-        if failures >= threshold:
-            return "Failed", f"{failures} of {len(rounds)} validation rounds failed", rounds
-        if index + 1 < config.validation_rounds:
-            pause = min(
-                config.validation_interval_seconds, max(0.0, deadline - round_cost - time.monotonic())
-            )
-            time.sleep(pause)
-    if not rounds:
-        return "Failed", "no time left to validate the replacement", rounds
-    if rounds[-1].failed:
-        return "Failed", "the last validation round failed", rounds
-    failures = sum(r.failed for r in rounds)
-    return "Succeeded", f"{len(rounds) - failures} of {len(rounds)} validation rounds passed", rounds
+    while True:
+        result = verdict(rounds, config, deadline - time.monotonic())
+        if not isinstance(result, ProbeAgain):
+            return result, rounds
+        time.sleep(result.pause)
+        rounds.append(probe_round({"test": config.test_url}, config)["test"])
 
 
-def run_hook(config: Config, deployment_id: str, execution_id: str, context: LambdaContext) -> dict[str, Any]:
+def run_hook(deployment_id: str, execution_id: str, context: LambdaContext) -> dict[str, Any]:
     """Validate the replacement and always answer CodeDeploy before the function's deadline."""
-    remaining_s = max(0, context.get_remaining_time_in_millis() - ANSWER_RESERVE_MS) / 1000.0
-    deadline = time.monotonic() + min(remaining_s, float(config.deployment_timeout))
     rounds: list[Round] = []
+    settings: Config | None = None
+    answer: Answer
     try:
-        status, reason, rounds = validate_replacement(config, deadline)
-    except Exception as exc:  # whatever went wrong, CodeDeploy must get an answer
-        status, reason = "Failed", f"health check error: {type(exc).__name__}: {exc}"
+        settings = config()
+    except ConfigError as exc:
+        log("configuration error", logging.ERROR, error=str(exc))
+        answer = Failed(f"configuration error: {exc}")
+    else:
+        remaining_s = max(0, context.get_remaining_time_in_millis() - ANSWER_RESERVE_MS) / 1000.0
+        deadline = time.monotonic() + min(remaining_s, float(settings.service.deployment_timeout))
+        try:
+            answer, rounds = validate_replacement(settings, deadline)
+        except Exception as exc:  # whatever went wrong, CodeDeploy must get an answer
+            answer = Failed(f"health check error: {type(exc).__name__}: {exc}")
     log(
         "lifecycle hook verdict",
-        level=logging.INFO if status == "Succeeded" else logging.WARNING,
+        level=logging.INFO if answer.status == "Succeeded" else logging.WARNING,
         deploymentId=deployment_id,
-        status=status,
-        reason=reason,
+        status=answer.status,
+        reason=answer.reason,
         rounds=[r.summary() for r in rounds],
     )
     try:
-        CODEDEPLOY.put_lifecycle_event_hook_execution_status(
-            deploymentId=deployment_id, lifecycleEventHookExecutionId=execution_id, status=status
+        codedeploy().put_lifecycle_event_hook_execution_status(
+            deploymentId=deployment_id, lifecycleEventHookExecutionId=execution_id, status=answer.status
         )
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        log("hook answer rejected", logging.ERROR, deploymentId=deployment_id, status=status, error=str(exc))
-        if code not in PERMANENT_HOOK_ERRORS:
-            raise
-        return {"trigger": "hook", "deploymentId": deployment_id, "status": status, "answered": False}
-    except BotoCoreError as exc:
-        log("hook answer failed", logging.ERROR, deploymentId=deployment_id, status=status, error=str(exc))
+    except (ClientError, BotoCoreError) as exc:
+        rejected = isinstance(exc, ClientError)
+        log(f"hook answer {'rejected' if rejected else 'failed'}", logging.ERROR, deploymentId=deployment_id,
+            status=answer.status, error=str(exc))  # fmt: skip
+        if (
+            isinstance(exc, ClientError)
+            and exc.response.get("Error", {}).get("Code") in PERMANENT_HOOK_ERRORS
+        ):
+            return {
+                "trigger": "hook",
+                "deploymentId": deployment_id,
+                "status": answer.status,
+                "answered": False,
+            }
         raise
-    if rounds:
+    if rounds and settings is not None:
         try:
-            publish({"test": rounds[-1]}, config)
+            publish({"test": rounds[-1]}, settings)
         except (ClientError, BotoCoreError) as exc:
             log("test listener metrics not published", logging.WARNING, error=str(exc))
     return {
         "trigger": "hook",
         "deploymentId": deployment_id,
-        "status": status,
+        "status": answer.status,
         "answered": True,
-        "reason": reason,
+        "reason": answer.reason,
     }
 
 
 # --------------------------------------------------------------------------------------------- entry point
-def classify(event: Any) -> tuple[str, str]:
+def classify(event: Any) -> tuple[Trigger, str]:
     """("hook" | "schedule" | "rejected", detail) for an incoming event, without touching AWS."""
     if not isinstance(event, dict):
         return "rejected", f"event is a {type(event).__name__}, not a JSON object"
@@ -506,11 +534,12 @@ def classify(event: Any) -> tuple[str, str]:
 
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     """Parse the trigger, delegate, report."""
-    kind, detail = classify(event)
-    if kind == "hook":
-        return run_hook(CONFIG, detail, str(event["LifecycleEventHookExecutionId"]), context)
-    if kind == "schedule":
-        return run_scheduled(CONFIG)
-    keys = sorted(str(k) for k in event)[:20] if isinstance(event, dict) else []
-    log("event rejected", logging.ERROR, reason=detail, keys=keys)
-    return {"trigger": "rejected", "reason": detail}
+    with invocation(context):
+        kind, detail = classify(event)
+        if kind == "hook":
+            return run_hook(detail, str(event["LifecycleEventHookExecutionId"]), context)
+        if kind == "schedule":
+            return run_scheduled()
+        keys = sorted(str(k) for k in event)[:20] if isinstance(event, dict) else []
+        log("event rejected", logging.ERROR, reason=detail, keys=keys)
+        return {"trigger": "rejected", "reason": detail}

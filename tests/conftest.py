@@ -7,9 +7,13 @@ fresh imports of the Lambda modules, and real HTTP servers on 127.0.0.1 (sample 
   AWS_ENDPOINT_URL_CODEDEPLOY pointing at it; `codedeploy_server` is the server.
 - `create_deployment_group(rollback_events, **extra)`: the ECS application phoenix-dev and its blue/green
   group phoenix-dev-sample-app created in that stand-in through boto3; returns the codedeploy client.
-- `lambda_context` / `make_lambda_context(timeout_ms)`: a context whose remaining time counts down.
+- `lambda_context` / `make_lambda_context(timeout_ms)`: a context whose remaining time counts down (120 s by
+  default: the functions' Timeout in the template).
 - `load_event(name)`: a fresh copy of tests/events/<name>.json.
-- `load_lambda(name, env)`: imports lambdas/<name>.py anew with that environment (config is read at import).
+- `load_lambda(name, env)`: lambdas/<name>.py with that environment. It builds its configuration, clients and
+  caches on first use, so a plain import does; the caches are cleared before and after the test.
+- `world`: the auto-rollback function's world (tests/rollback_world.py): moto's SNS topic with an SQS queue on
+  it, the CodeDeploy stand-in with the group, the function's environment, alarm events stamped with a time.
 - `sample_app(**env)` (module scope): the sample app with the given fault variables, served by werkzeug.
 - `hanging_server`, `resetting_server`, `garbage_server`, `garbage_body_server`, `refused_url`: base URLs.
 """
@@ -17,6 +21,7 @@ fresh imports of the Lambda modules, and real HTTP servers on 127.0.0.1 (sample 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import json
 import socket
@@ -39,10 +44,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from local.codedeploy import CodeDeployServer, CodeDeployService  # noqa: E402 - needs the path above
+from local.aws.codedeploy import CodeDeployServer, CodeDeployService  # noqa: E402 - needs the path above
+from tests.rollback_world import CODEDEPLOY_ALARM, World  # noqa: E402 - needs the path above
 
 EVENTS_DIR = Path(__file__).resolve().parent / "events"
-LAMBDAS_DIR = REPO_ROOT / "lambdas"
 REGION = "us-east-1"
 CODEDEPLOY_APP = "phoenix-dev"
 CODEDEPLOY_GROUP = "phoenix-dev-sample-app"
@@ -109,7 +114,7 @@ def create_deployment_group(codedeploy: CodeDeployService) -> Callable[..., Any]
 class FakeLambdaContext:
     """The Lambda context: request id, function name and a deadline that really counts down."""
 
-    def __init__(self, timeout_ms: int = 30_000, function_name: str = "phoenix-dev-test") -> None:
+    def __init__(self, timeout_ms: int = 120_000, function_name: str = "phoenix-dev-test") -> None:
         self._deadline = time.monotonic() + timeout_ms / 1000.0
         self.aws_request_id = str(uuid.uuid4())
         self.function_name = function_name
@@ -155,30 +160,66 @@ def import_file(module_name: str, path: Path) -> ModuleType:
     return module
 
 
-def import_lambda(name: str) -> ModuleType:
-    """Import lambdas/<name>.py as a new module (its configuration and clients are read at import)."""
-    return import_file(f"{name}_{uuid.uuid4().hex}", LAMBDAS_DIR / f"{name}.py")
+def clear_caches(module: ModuleType) -> ModuleType:
+    """Forget what a function module built on first use: its configuration, clients, fetched AppSpecs."""
+    for value in vars(module).values():
+        if callable(getattr(value, "cache_clear", None)):
+            value.cache_clear()
+    return module
 
 
 @pytest.fixture(scope="session")
-def lambda_importer() -> Callable[[str], ModuleType]:
-    """`lambda_importer("health_check")`: a fresh import with the current environment (any fixture scope)."""
-    return import_lambda
+def lambda_module() -> Callable[[str], ModuleType]:
+    """`lambda_module("health_check")`: the function's module, nothing of it built yet (any fixture scope)."""
+    return lambda name: clear_caches(importlib.import_module(name))
 
 
 @pytest.fixture
 def load_lambda(
-    aws_credentials: None, monkeypatch: pytest.MonkeyPatch
-) -> Callable[[str, dict[str, str]], ModuleType]:
-    """`load_lambda("auto_rollback", {...env...})`: the function module imported with that environment
-    (after fake credentials; request `moto` / `codedeploy` first when its clients must reach them)."""
+    aws_credentials: None, monkeypatch: pytest.MonkeyPatch, lambda_module: Callable[[str], ModuleType]
+) -> Iterator[Callable[[str, dict[str, str]], ModuleType]]:
+    """`load_lambda("auto_rollback", {...env...})`: the function module with that environment set (after fake
+    credentials; request `moto` / `codedeploy` first when its clients must reach them)."""
+    loaded: list[ModuleType] = []
 
     def load(name: str, env: dict[str, str]) -> ModuleType:
         for key, value in env.items():
             monkeypatch.setenv(key, value)
-        return import_lambda(name)
+        loaded.append(lambda_module(name))
+        return loaded[-1]
 
-    return load
+    yield load
+    for module in loaded:
+        clear_caches(module)
+
+
+# --------------------------------------------------------------------------------------------- auto-rollback
+@pytest.fixture
+def world(
+    moto: None,
+    codedeploy: CodeDeployService,
+    create_deployment_group: Callable[..., Any],
+    load_lambda: Callable[[str, dict[str, str]], ModuleType],
+    load_event: Callable[[str], Any],
+) -> World:
+    create_deployment_group(["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"])
+    topic = boto3.client("sns").create_topic(Name="phoenix-dev-notifications")["TopicArn"]
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    boto3.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    env = {
+        "ENVIRONMENT": "dev",
+        "SERVICE_NAME": "sample-app",
+        "CODEDEPLOY_APPLICATION": CODEDEPLOY_APP,
+        "CODEDEPLOY_DEPLOYMENT_GROUP": CODEDEPLOY_GROUP,
+        "ALARM_NAMES": f"{CODEDEPLOY_ALARM}, phoenix-dev-blue-5xx",
+        "NOTIFICATIONS_TOPIC_ARN": topic,
+        "ROLLBACK_COOLDOWN_SECONDS": "900",
+    }
+    return World(codedeploy, queue_url, env, load_lambda, load_event)
 
 
 # --------------------------------------------------------------------------------------------- HTTP servers

@@ -1,9 +1,11 @@
 """Shared by the property-based malformed-event tests of the two Lambda functions: arbitrary JSON values,
-a boto3 client stand-in that fails on any use, the function imported with its environment, and one
-invocation with every AWS client replaced that returns the result, the AWS calls and the logged decisions."""
+a boto3 client stand-in that fails on any use, the function with its environment set while a module-scoped
+fixture lives, and one invocation with every AWS client replaced that returns the result, the AWS calls and
+the logged decisions."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -48,14 +50,16 @@ class Lines(logging.Handler):
         self.decisions.append(json.loads(record.getMessage()))
 
 
-def import_with_env(
-    lambda_importer: Callable[[str], ModuleType], name: str, env: dict[str, str]
+def function_with_env(
+    lambda_module: Callable[[str], ModuleType], name: str, env: dict[str, str]
 ) -> Iterator[ModuleType]:
-    """For a module-scoped fixture: lambdas/<name>.py imported with BASE_ENV plus `env` set meanwhile."""
+    """For a module-scoped fixture: lambdas/<name>.py with BASE_ENV plus `env` set while it lives (the
+    configuration is read on first use, within an invocation)."""
     with pytest.MonkeyPatch.context() as patch:
         for key, value in {**BASE_ENV, **env}.items():
             patch.setenv(key, value)
-        yield lambda_importer(name)
+        yield lambda_module(name)
+    lambda_module(name)  # forget what was built with that environment
 
 
 def invoke_without_aws(
@@ -66,7 +70,7 @@ def invoke_without_aws(
     lines = Lines()
     with pytest.MonkeyPatch.context() as patch:
         for client in clients:
-            patch.setattr(function, client, NoAws(calls))
+            patch.setattr(function, client, functools.partial(NoAws, calls))
         function.LOGGER.addHandler(lines)
         try:
             result = function.lambda_handler(event, context)

@@ -2,110 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
+import re
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from local.codedeploy import CodeDeployService
-from local.codedeploy.service import CodeDeployError
+from local.aws.codedeploy.service import CodeDeployError
+from scripts.stacks import load_template
+from tests.rollback_world import CODEDEPLOY_ALARM, World, appspec, sha, wait_until
 
-APP = "phoenix-dev"
-GROUP = "phoenix-dev-sample-app"
-ALARM = "phoenix-dev-health-check-failed"
-
-
-def appspec(version: int) -> str:
-    task = f"arn:aws:ecs:us-east-1:123456789012:task-definition/phoenix-dev-sample-app:{version}"
-    return json.dumps(
-        {
-            "version": 0.0,
-            "Resources": [
-                {
-                    "TargetService": {
-                        "Type": "AWS::ECS::Service",
-                        "Properties": {
-                            "TaskDefinition": task,
-                            "LoadBalancerInfo": {"ContainerName": "sample-app", "ContainerPort": 8080},
-                        },
-                    }
-                }
-            ],
-        }
-    )
-
-
-@dataclass
-class World:
-    """moto (SNS + an SQS queue on the notifications topic) and the CodeDeploy stand-in with the group."""
-
-    service: CodeDeployService
-    queue_url: str
-    env: dict[str, str]
-    load: Callable[[str, dict[str, str]], ModuleType]
-    event: Callable[[str], Any]
-
-    def function(self, **extra: str) -> ModuleType:
-        return self.load("auto_rollback", {**self.env, **extra})
-
-    def seed(self, version: int, age_s: float, **kwargs: Any) -> str:
-        return self.service.seed_deployment(
-            APP, GROUP, appspec(version), create_time=time.time() - age_s, **kwargs
-        )
-
-    def notifications(self) -> list[dict[str, str]]:
-        sqs = boto3.client("sqs")
-        found: list[dict[str, str]] = []
-        while True:
-            messages = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
-                "Messages", []
-            )
-            if not messages:
-                return found
-            for message in messages:
-                envelope = json.loads(message["Body"])
-                found.append({"subject": envelope.get("Subject", ""), "body": envelope["Message"]})
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-
-    def created_by_function(self) -> list[dict[str, Any]]:
-        infos = [self.service.get(i) for i in self.service.deployment_ids()]
-        return [d for d in infos if str(d.get("description", "")).startswith("phoenix-auto-rollback")]
-
-
-@pytest.fixture
-def world(
-    moto: None,
-    codedeploy: CodeDeployService,
-    create_deployment_group: Callable[..., Any],
-    load_lambda: Callable[[str, dict[str, str]], ModuleType],
-    load_event: Callable[[str], Any],
-) -> World:
-    create_deployment_group(["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"])
-    topic = boto3.client("sns").create_topic(Name="phoenix-dev-notifications")["TopicArn"]
-    sqs = boto3.client("sqs")
-    queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    boto3.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-    env = {
-        "ENVIRONMENT": "dev",
-        "SERVICE_NAME": "sample-app",
-        "CODEDEPLOY_APPLICATION": APP,
-        "CODEDEPLOY_DEPLOYMENT_GROUP": GROUP,
-        "ALARM_NAMES": f"{ALARM}, phoenix-dev-blue-5xx",
-        "NOTIFICATIONS_TOPIC_ARN": topic,
-        "ROLLBACK_COOLDOWN_SECONDS": "900",
-    }
-    return World(codedeploy, queue_url, env, load_lambda, load_event)
+ALARM = CODEDEPLOY_ALARM
 
 
 # --------------------------------------------------------------------------------------------- configuration
@@ -187,7 +97,7 @@ def test_alarm_during_a_deployment_stops_it_and_codedeploy_rolls_back(
     assert rollback["revision"]["appSpecContent"]["content"] == appspec(1)
     [mail] = world.notifications()
     assert mail["subject"].startswith("[dev] sample-app: ROLLED BACK - stopped deployment")
-    assert len(mail["subject"]) <= 100
+    assert len(mail["subject"]) < 100
     assert in_flight in mail["body"]
     assert "phoenix-dev-sample-app:2" in mail["body"]
     assert "phoenix-dev-sample-app:1" in mail["body"]
@@ -201,9 +111,11 @@ def test_a_deployment_codedeploy_already_stopped_is_left_alone(world: World) -> 
     module = world.function()
     snapshot = world.service.get(in_flight)
     boto3.client("codedeploy").stop_deployment(deploymentId=in_flight, autoRollbackEnabled=True)
-    _wait_until(lambda: world.service.get(in_flight)["status"] == "Stopped")
+    wait_until(lambda: world.service.get(in_flight)["status"] == "Stopped")
     [alarm] = module.parse_alarms(world.event("sns-cloudwatch-alarm"))
-    outcome = module.stop_in_flight(snapshot, alarm, module.CONFIG, time.monotonic() + 5)
+    outcome = module.act(
+        module.Stop(snapshot, "the alarm fired"), alarm, module.config(), time.monotonic() + 5
+    )
     assert outcome.action == "none"
     assert outcome.headline == f"deployment {in_flight} already stopped by CodeDeploy"
     assert (
@@ -240,8 +152,12 @@ def test_alarm_after_completion_redeploys_the_last_known_good_revision(
     assert created["status"] == "Created"
     assert created["deploymentConfigName"] == "CodeDeployDefault.ECSAllAtOnce"
     assert created["overrideAlarmConfiguration"]["enabled"] is False
-    assert f"replaces={serving}" in created["description"]
-    assert f"restores={good}" in created["description"]
+    # The record: what was handled (a hash of the alarm transition), the revision replaced, the one restored.
+    assert re.fullmatch(
+        f"phoenix-auto-rollback alarm=[0-9a-f]{{16}} from={sha(2)[:16]} to={sha(1)[:16]}",
+        created["description"],
+    )
+    assert (outcome["serving_deployment"], outcome["restores_deployment"]) == (serving, good)
     [mail] = world.notifications()
     assert "ROLLED BACK - redeployed the last known-good revision" in mail["subject"]
     assert (
@@ -259,8 +175,9 @@ def test_resurrection_skips_revisions_that_were_rolled_back_or_failed(
 ) -> None:
     world.seed(1, 5000)
     world.seed(2, 4000)
-    # v2 was replaced by an automatic redeployment of v1 before, and v3 failed: neither is "known-good".
-    world.seed(1, 3000, description=f"phoenix-auto-rollback alarm=x alarm-time=t from-revision={_sha(2)} ...")
+    # v2 was replaced by an automatic redeployment of v1 before (a record in the earlier, longer format), and
+    # v3 failed: neither is "known-good".
+    world.seed(1, 3000, description=f"phoenix-auto-rollback alarm=x alarm-time=t from-revision={sha(2)} ...")
     world.seed(2, 2000)
     world.seed(3, 1500, status="Failed")
     world.seed(4, 100)
@@ -294,7 +211,11 @@ def test_no_action_and_a_clear_notification_without_an_earlier_good_revision(
 def test_at_most_one_redeployment_per_cooldown(world: World, lambda_context: Any) -> None:
     world.seed(1, 3000)
     world.seed(2, 2000)
-    world.seed(1, 300, description=f"phoenix-auto-rollback alarm=other alarm-time=t from-revision={_sha(2)}")
+    world.seed(
+        1,
+        300,
+        description=f"phoenix-auto-rollback alarm=0123456789abcdef from={sha(2)[:16]} to={sha(1)[:16]}",
+    )
     world.seed(3, 100)
     result = world.function().lambda_handler(world.event("sns-cloudwatch-alarm"), lambda_context)
     assert result["outcomes"][0]["headline"].startswith("cooldown: automatic redeployment")
@@ -388,9 +309,7 @@ def test_deliveries_serialised_while_the_stop_is_pending_give_one_stop_and_one_m
     assert sorted(o["action"] for o in outcomes) == ["none"] * 5 + ["stopped"]
     stopped = next(o for o in outcomes if o["action"] == "stopped")
     assert stopped["status"] == "Stopped"
-    assert (
-        stopped["rollback_deployment"] == world.service.get(in_flight)["rollbackInfo"]["rollbackDeploymentId"]
-    )
+    assert stopped["rollback_deployment"] == world.rollback_of(in_flight)
     [mail] = world.notifications()
     assert "ROLLED BACK - stopped deployment" in mail["subject"]
 
@@ -406,7 +325,7 @@ def test_the_in_flight_deployment_is_found_whatever_order_list_deployments_answe
     result = world.function().lambda_handler(world.event("sns-cloudwatch-alarm"), lambda_context)
     assert [o["action"] for o in result["outcomes"]] == ["stopped"]
     assert result["outcomes"][0]["deployment"] == in_flight
-    _wait_until(lambda: world.service.get(in_flight)["status"] == "Stopped")
+    wait_until(lambda: world.service.get(in_flight)["status"] == "Stopped")
     world.service.set_status(
         world.service.get(in_flight)["rollbackInfo"]["rollbackDeploymentId"], "Succeeded"
     )
@@ -441,7 +360,7 @@ def test_the_redeployment_reads_the_appspec_back_through_get_application_revisio
     world.function().lambda_handler(world.event("sns-cloudwatch-alarm"), lambda_context)
     [created] = world.created_by_function()
     assert created["revision"]["appSpecContent"]["content"] == appspec(1)
-    assert {"revisionType": "AppSpecContent", "appSpecContent": {"sha256": _sha(1)}} in [
+    assert {"revisionType": "AppSpecContent", "appSpecContent": {"sha256": sha(1)}} in [
         a["revision"] for a in asked
     ]
 
@@ -528,16 +447,16 @@ def test_a_remaining_aws_error_is_notified_then_raised(world: World, lambda_cont
 
 def test_clients_use_botocore_standard_retries(world: World) -> None:
     module = world.function()
-    assert module.CODEDEPLOY.meta.config.retries["mode"] == "standard"
-    assert module.SNS.meta.config.retries["mode"] == "standard"
+    assert module.codedeploy().meta.config.retries == {"mode": "standard", "total_max_attempts": 6}
+    assert module.sns().meta.config.retries == {"mode": "standard", "total_max_attempts": 3}
 
 
-def _wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
-def _sha(version: int) -> str:
-    return hashlib.sha256(appspec(version).encode()).hexdigest()
+def test_the_wait_for_a_stop_keeps_back_what_the_notification_can_take(world: World) -> None:
+    """Waiting for CodeDeploy to act on a stop must leave the mail its worst case (every retry, every timeout)
+    within the template's Timeout, and still leave most of the function's time for the wait."""
+    module = world.function()
+    worst = module.worst_case_call_seconds(module.sns().meta.config)
+    assert worst <= module.STOP_WAIT_RESERVE_S
+    resources = load_template("lambda-functions.yaml")["Resources"]
+    timeout = resources["AutoRollbackFunction"]["Properties"]["Timeout"]
+    assert timeout - module.STOP_WAIT_RESERVE_S >= 60

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.malformed import JSON_VALUES, import_with_env, invoke_without_aws
+from tests.malformed import JSON_VALUES, function_with_env, invoke_without_aws
 
 ALARM = "phoenix-dev-health-check-failed"
 # The fields that make an event an alarm transition this function acts on; anything else about it is optional.
@@ -77,9 +77,9 @@ def malformed_events(draw: st.DrawFn, samples: dict[str, Any]) -> Any:
 
 
 @pytest.fixture(scope="module")
-def function(lambda_importer: Callable[[str], ModuleType]) -> Iterator[ModuleType]:
-    yield from import_with_env(
-        lambda_importer,
+def function(lambda_module: Callable[[str], ModuleType]) -> Iterator[ModuleType]:
+    yield from function_with_env(
+        lambda_module,
         "auto_rollback",
         {
             "ALARM_NAMES": ALARM,
@@ -102,15 +102,16 @@ def test_malformed_events_touch_no_aws_raise_nothing_and_log_why(
     function: ModuleType, lambda_context: Any, data: st.DataObject
 ) -> None:
     event = data.draw(malformed_events(SAMPLES))
-    result, calls, decisions = invoke_without_aws(function, ["CODEDEPLOY", "SNS"], event, lambda_context)
+    result, calls, decisions = invoke_without_aws(function, ["codedeploy", "sns"], event, lambda_context)
     assert calls == []
     assert result["outcomes"] == []
     [line] = decisions
+    assert line["request_id"] == lambda_context.aws_request_id
     assert line["decision"] in {
         "event rejected",
         "ignored: alarm not configured",
         "ignored: not a transition into ALARM",
-    }
+    } or line["decision"].startswith("ignored: the alarm's actions are suppressed")
     if line["decision"] == "event rejected":
         assert line["reason"]
         assert result["rejected"] == line["reason"]

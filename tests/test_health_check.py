@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from local.codedeploy import CodeDeployService
+from local.aws.codedeploy import CodeDeployService
 
 APP = "phoenix-dev"
 GROUP = "phoenix-dev-sample-app"
@@ -107,11 +107,21 @@ def test_bad_configuration_names_the_variable(
         module.load_config({**base_env("http://a.example", "http://a.example:8080"), variable: value})
 
 
-def test_missing_variable_stops_the_import(load_lambda: Callable[..., ModuleType]) -> None:
+def test_a_bad_variable_is_logged_and_answered_not_raised_on_a_schedule(
+    load_lambda: Callable[..., ModuleType],
+    load_event: Callable[[str], Any],
+    lambda_context: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     env = base_env("http://a.example", "http://a.example:8080")
     env["CODEDEPLOY_APPLICATION"] = ""
-    with pytest.raises(ValueError, match="CODEDEPLOY_APPLICATION is required"):
-        load_lambda("health_check", env)
+    module = load_lambda("health_check", env)  # importing needs no configuration: it is read on first use
+    result = module.lambda_handler(load_event("eventbridge-scheduled"), lambda_context)
+    assert result == {"trigger": "schedule", "error": "CODEDEPLOY_APPLICATION is required and is not set"}
+    [line] = decisions(caplog)
+    assert line["decision"] == "configuration error"
+    assert line["error"] == result["error"]
+    assert line["request_id"] == lambda_context.aws_request_id
 
 
 # --------------------------------------------------------------------------------------------- probes
@@ -121,7 +131,7 @@ def checker(load_lambda: Callable[[str, dict[str, str]], ModuleType], aws_creden
 
 
 def test_probe_passes_on_healthy_json(checker: ModuleType, healthy_url: str) -> None:
-    result = checker.probe(healthy_url + "/health", checker.CONFIG)
+    result = checker.probe(healthy_url + "/health", checker.config())
     assert result.ok
     assert result.reason == "ok"
 
@@ -141,26 +151,26 @@ def test_probe_failures_carry_their_reason(
     checker: ModuleType, request: pytest.FixtureRequest, server: str, reason: str
 ) -> None:
     url: str = request.getfixturevalue(server)
-    result = checker.probe(url + "/health", checker.CONFIG)
+    result = checker.probe(url + "/health", checker.config())
     assert not result.ok
     assert result.reason == reason
 
 
 def test_probe_fails_a_slow_but_healthy_answer(checker: ModuleType, sample_app: Callable[..., str]) -> None:
     slow = sample_app(FAULT_LATENCY_MS="600")
-    result = checker.probe(slow + "/health", checker.CONFIG)
+    result = checker.probe(slow + "/health", checker.config())
     assert not result.ok
     assert result.reason in {"too slow", "read timeout"}
 
 
 def test_probe_fails_on_dns_failure(checker: ModuleType) -> None:
-    result = checker.probe("http://phoenix-does-not-exist.invalid/health", checker.CONFIG)
+    result = checker.probe("http://phoenix-does-not-exist.invalid/health", checker.config())
     assert not result.ok
     assert result.reason in {"DNS failure", "connect timeout"}
 
 
 def test_round_counts_error_rate_and_fails_above_threshold(checker: ModuleType, hanging_server: str) -> None:
-    rounds = checker.probe_round({"production": hanging_server}, checker.CONFIG)
+    rounds = checker.probe_round({"production": hanging_server}, checker.config())
     production = rounds["production"]
     assert len(production.probes) == 4
     assert production.error_rate == 100.0
@@ -305,7 +315,7 @@ def test_hook_against_a_hanging_replacement_still_answers_failed_before_the_dead
 ) -> None:
     event, _ = harness.hook()
     module = harness.function(harness.healthy, hanging_server, VALIDATION_ROUNDS="5")
-    context = harness.context(timeout_ms=7000)
+    context = harness.context(timeout_ms=module.ANSWER_RESERVE_MS + 7000)
     result = module.lambda_handler(event, context)
     assert result["status"] == "Failed"
     assert harness.service.hook_status(event["LifecycleEventHookExecutionId"]) == "Failed"
@@ -335,6 +345,15 @@ def test_hook_answers_failed_on_its_own_error(harness: Harness, monkeypatch: pyt
     assert harness.service.hook_status(event["LifecycleEventHookExecutionId"]) == "Failed"
 
 
+def test_hook_with_a_bad_variable_still_answers_failed(harness: Harness) -> None:
+    event, _ = harness.hook()
+    module = harness.function(harness.healthy, harness.healthy, PROBE_COUNT="many")
+    result = module.lambda_handler(event, harness.context())
+    assert result["status"] == "Failed"
+    assert result["reason"].startswith("configuration error: PROBE_COUNT must be a whole number")
+    assert harness.service.hook_status(event["LifecycleEventHookExecutionId"]) == "Failed"
+
+
 def test_hook_for_an_unknown_execution_is_logged_not_raised(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -349,5 +368,5 @@ def test_hook_for_an_unknown_execution_is_logged_not_raised(
 
 
 def test_clients_use_botocore_standard_retries(checker: ModuleType) -> None:
-    assert checker.CODEDEPLOY.meta.config.retries["mode"] == "standard"
-    assert checker.CLOUDWATCH.meta.config.retries["mode"] == "standard"
+    assert checker.codedeploy().meta.config.retries == {"mode": "standard", "total_max_attempts": 4}
+    assert checker.cloudwatch().meta.config.retries == {"mode": "standard", "total_max_attempts": 4}

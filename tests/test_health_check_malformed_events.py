@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.malformed import JSON_VALUES, import_with_env, invoke_without_aws
+from tests.malformed import JSON_VALUES, function_with_env, invoke_without_aws
 
 # (sample, field, corruptions that leave no valid trigger): any text is a valid hook execution id, so that
 # field is only deleted or given a non-string; a truncated DeploymentId no longer matches d-XXXXXXXXX.
@@ -48,11 +48,11 @@ def malformed_events(draw: st.DrawFn) -> Any:
 
 @pytest.fixture(scope="module")
 def function(
-    lambda_importer: Callable[[str], ModuleType], load_event: Callable[[str], Any]
+    lambda_module: Callable[[str], ModuleType], load_event: Callable[[str], Any]
 ) -> Iterator[ModuleType]:
     SAMPLES.update({name: load_event(name) for name, _, _ in CORRUPTIONS})
-    yield from import_with_env(
-        lambda_importer,
+    yield from function_with_env(
+        lambda_module,
         "health_check",
         {"PRODUCTION_URL": "http://127.0.0.1:9", "TEST_URL": "http://127.0.0.1:9"},
     )
@@ -63,10 +63,11 @@ def function(
 def test_malformed_events_touch_no_aws_raise_nothing_and_log_why(
     function: ModuleType, lambda_context: Any, event: Any
 ) -> None:
-    clients = ["CODEDEPLOY", "CLOUDWATCH"]
+    clients = ["codedeploy", "cloudwatch"]
     result, calls, decisions = invoke_without_aws(function, clients, event, lambda_context)
     assert calls == []
     assert result["trigger"] == "rejected"
     [line] = decisions
+    assert line["request_id"] == lambda_context.aws_request_id
     assert line["decision"] == "event rejected"
     assert line["reason"] == result["reason"]

@@ -2,7 +2,9 @@
 
 The clean interpreter sees what Lambda gives a function: the extracted zip first (/var/task), then the
 runtime's boto3/botocore and their dependencies (linked from .venv, nothing else: no moto, no requests, no
-repository). Python 3.12, the runtime the zips are built for, when this machine has it.
+repository). Python 3.12, the runtime the zips are built for, when this machine has it. Each zip carries the
+shared module lambdas/phoenix_common.py, and the function runs with that copy: its decision lines (the shared
+DecisionLog) carry the invocation's request id.
 """
 
 from __future__ import annotations
@@ -21,26 +23,36 @@ import boto3
 import pytest
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from local.codedeploy import CodeDeployService
+from local.aws.codedeploy import CodeDeployService
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SITE_PACKAGES = Path(boto3.__file__).resolve().parent.parent
 RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "s3transfer", "dateutil", "six.py")
 RUNNER = """
-import json, sys, time
+import json, logging, sys, time
 import {module} as function
+import phoenix_common
 
 class Context:
     aws_request_id = "package-test"
     def __init__(self):
-        self.deadline = time.monotonic() + 30
+        self.deadline = time.monotonic() + 120  # the functions' Timeout in the template
     def get_remaining_time_in_millis(self):
         return int((self.deadline - time.monotonic()) * 1000)
 
-assert function.__file__.startswith(sys.argv[1]), function.__file__
+class Lines(logging.Handler):
+    lines = []
+    def emit(self, record):
+        self.lines.append(json.loads(record.getMessage()))
+
+for module in (function, phoenix_common):
+    assert module.__file__.startswith(sys.argv[1]), module.__file__
+assert function.common is phoenix_common
 import requests
 assert requests.__file__.startswith(sys.argv[1]), requests.__file__
-print(json.dumps(function.lambda_handler(json.loads(sys.argv[2]), Context()), default=str))
+logging.getLogger("phoenix").addHandler(Lines())
+result = function.lambda_handler(json.loads(sys.argv[2]), Context())
+print(json.dumps({{"result": result, "decisions": Lines.lines}}, default=str))
 """
 
 
@@ -67,6 +79,8 @@ def clean_runtime(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
 
 
 def run_zip(clean_runtime: tuple[Path, Path, Path], name: str, event: Any, env: dict[str, str]) -> Any:
+    """The handler's answer, run from the extracted zip in the clean runtime; its decision lines must all
+    carry the invocation's request id."""
     python, runtime, build = clean_runtime
     task = runtime.parent / f"task-{name}"
     shutil.rmtree(task, ignore_errors=True)
@@ -82,7 +96,10 @@ def run_zip(clean_runtime: tuple[Path, Path, Path], name: str, event: Any, env: 
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    assert output["decisions"], "no decision logged"
+    assert {line["request_id"] for line in output["decisions"]} == {"package-test"}
+    return output["result"]
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +186,22 @@ def test_auto_rollback_zip_redeploys_the_last_good_revision(
     [outcome] = result["outcomes"]
     assert outcome["action"] == "redeployed"
     assert group.get(outcome["redeployment"])["revision"]["appSpecContent"]["content"] == "v1"
+
+
+@pytest.mark.parametrize("name", ["health_check", "auto_rollback"])
+def test_each_zip_carries_the_shared_module(clean_runtime: tuple[Path, Path, Path], name: str) -> None:
+    _, _, build = clean_runtime
+    with zipfile.ZipFile(build / f"{name}.zip") as archive:
+        names = set(archive.namelist())
+        shared = archive.read("phoenix_common.py")
+    assert {f"{name}.py", "phoenix_common.py"} <= names
+    assert not {"health_check.py", "auto_rollback.py"} - {f"{name}.py"} & names  # not the other function
+    assert shared == (REPO_ROOT / "lambdas" / "phoenix_common.py").read_bytes()
+
+
+def test_a_zip_imports_without_configuration_and_answers_a_bad_one(
+    clean_runtime: tuple[Path, Path, Path], load_event: Callable[[str], Any]
+) -> None:
+    """Nothing is read at import: a missing variable is named in the answer and the log, not raised."""
+    result = run_zip(clean_runtime, "health_check", load_event("eventbridge-scheduled"), {})
+    assert result == {"trigger": "schedule", "error": "ENVIRONMENT is required and is not set"}

@@ -1,0 +1,161 @@
+"""phoenix_common and the functions' text limits: CodeDeploy's and CloudWatch's vocabulary as botocore's
+models have it, the worst-case time of a call, configuration parsing, the decision line, SNS's limits."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, get_args
+
+import auto_rollback as ar
+import botocore.session
+import health_check as hc
+import phoenix_common as common
+import pytest
+from botocore.config import Config as BotoConfig
+from hypothesis import given
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.unit
+
+
+def enum(service: str, shape: str) -> set[str]:
+    return set(botocore.session.get_session().get_service_model(service).shape_for(shape).enum)
+
+
+def test_the_closed_sets_are_botocores() -> None:
+    assert set(get_args(common.DeploymentStatus)) == enum("codedeploy", "DeploymentStatus")
+    assert enum("codedeploy", "DeploymentStatus") == common.IN_FLIGHT | common.FINISHED
+    assert not common.IN_FLIGHT & common.FINISHED
+    assert set(get_args(common.HookStatus)) <= enum("codedeploy", "LifecycleEventStatus")
+    assert common.ROLLBACK_CREATOR in enum("codedeploy", "DeploymentCreator")
+    assert set(ar.ALARM_STATES) == enum("cloudwatch", "StateValue")
+
+
+@pytest.mark.parametrize(
+    ("retries", "expected"),
+    [
+        ({"mode": "standard", "total_max_attempts": 4}, 4 * 7 + 1 + 2 + 4),
+        ({"mode": "standard", "max_attempts": 3}, 4 * 7 + 1 + 2 + 4),  # max_attempts counts the retries
+        ({"mode": "standard"}, 3 * 7 + 1 + 2),  # standard mode: 2 retries
+        (
+            {"mode": "standard", "total_max_attempts": 8},
+            8 * 7 + 1 + 2 + 4 + 8 + 16 + 20 + 20,
+        ),  # backoff <= 20 s
+    ],
+)
+def test_the_worst_case_of_a_call(retries: dict[str, Any], expected: float) -> None:
+    config = BotoConfig(retries=retries, connect_timeout=2, read_timeout=5)
+    assert common.worst_case_call_seconds(config) == expected
+
+
+def test_the_hook_keeps_back_its_answers_worst_case_and_a_second() -> None:
+    assert hc.ANSWER_RESERVE_MS == 1000 * common.worst_case_call_seconds(hc.AWS_CONFIG) + 1000 == 36_000
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "ENVIRONMENT is required and is not set"),
+        ({"ENVIRONMENT": "qa"}, "ENVIRONMENT must be one of dev, staging, prod, got 'qa'"),
+        ({"ENVIRONMENT": "dev"}, "CODEDEPLOY_APPLICATION is required and is not set"),
+        (
+            {"ENVIRONMENT": "dev", "HEALTH_CHECK_INTERVAL": "5"},
+            "HEALTH_CHECK_INTERVAL must be a whole number of at least 10, got '5'",
+        ),
+        (
+            {"ENVIRONMENT": "dev", "DEPLOYMENT_TIMEOUT": "1e3"},
+            "DEPLOYMENT_TIMEOUT must be a whole number of at least 1",
+        ),
+    ],
+)
+def test_a_bad_setting_is_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(common.ConfigError, match=message.replace("(", r"\(")):
+        common.load_service(env)
+
+
+def test_numbers_are_finite_and_bounded() -> None:
+    env = {"RATE": "nan", "OK": "2.5", "BIG": "101"}
+    with pytest.raises(
+        common.ConfigError, match="RATE must be a number of at least 0 and at most 100, got 'nan'"
+    ):
+        common.env_number(env, "RATE", 1.0, minimum=0, maximum=100)
+    assert common.env_number(env, "OK", 1.0, minimum=0) == 2.5
+    assert common.env_number(env, "UNSET", 1.0, minimum=0) == 1.0
+    with pytest.raises(common.ConfigError, match="BIG must be a whole number of at least 1 and at most 100"):
+        common.env_integer(env, "BIG", 1, minimum=1, maximum=100)
+
+
+def test_settings_are_read_on_first_use_and_a_bad_one_again_each_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    read: list[str] = []
+
+    def load(env: Any) -> str:
+        read.append(env.get("PHOENIX_TEST", ""))
+        return str(common.env_required(env, "PHOENIX_TEST"))
+
+    settings = common.settings(load)
+    assert read == []
+    monkeypatch.delenv("PHOENIX_TEST", raising=False)
+    for _ in range(2):
+        with pytest.raises(common.ConfigError, match="PHOENIX_TEST is required"):
+            settings()
+    monkeypatch.setenv("PHOENIX_TEST", "set")
+    assert (settings(), settings(), read) == ("set", "set", ["", "", "set"])
+
+
+class Context:
+    def __init__(self, request_id: str) -> None:
+        self.aws_request_id = request_id
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 1000
+
+
+def test_a_decision_line_names_the_function_the_decision_and_the_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = common.DecisionLog("unit_test")
+    caplog.set_level(logging.INFO, "phoenix.unit_test")
+    with common.invocation(Context("req-1")):
+        log("stopped deployment d-1", action="stopped")
+    log("outside")
+    lines = [json.loads(r.getMessage()) for r in caplog.records]
+    assert lines == [
+        {
+            "function": "unit_test",
+            "decision": "stopped deployment d-1",
+            "request_id": "req-1",
+            "action": "stopped",
+        },
+        {"function": "unit_test", "decision": "outside", "request_id": ""},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-20T10:02:07.523+0000", 1795168927.523),
+        ("2026-11-20T10:02:07Z", 1795168927.0),
+        ("soon", None),
+    ],
+)
+def test_alarm_times_as_cloudwatch_writes_them(text: str, expected: float | None) -> None:
+    parsed = common.parse_time(text)
+    assert (parsed.timestamp() if parsed else None) == expected
+
+
+@given(st.text(max_size=400))
+def test_a_subject_is_what_sns_takes(text: str) -> None:
+    subject = ar.subject_line(text)
+    assert len(subject) <= 99  # "less than 100 characters long"
+    assert all(" " <= c <= "~" for c in subject)  # ASCII without line breaks or control characters
+
+
+@given(st.text(max_size=2000), st.integers(min_value=64, max_value=4096))
+def test_a_message_is_valid_utf8_within_its_limit(text: str, limit: int) -> None:
+    fitted = ar.fit_utf8(text, limit)
+    assert len(fitted.encode("utf-8")) <= limit  # strict: no lone surrogate left
+    if len(text.encode("utf-8", "replace")) <= limit:
+        assert fitted == text.encode("utf-8", "replace").decode()
