@@ -395,11 +395,22 @@ def apply_stack(
 # The cluster stack's resources that CloudFormation must never change after the first create: the ECS service
 # (CODE_DEPLOY controller) and its first task definition (a new one would be set on the service).
 CREATE_TIME_RESOURCES = ("Service", "TaskDefinition")
+# The properties whose change makes CloudFormation replace a resource of these types ("Update requires:
+# Replacement" on each type's CloudFormation reference page), for the types the service refers to: a replaced
+# VPC, subnet, security group or target group has a new id, which reaches the service's network or load
+# balancer settings.
+REPLACED_BY = {
+    "AWS::EC2::VPC": ("CidrBlock",),
+    "AWS::EC2::Subnet": ("VpcId", "CidrBlock", "AvailabilityZone"),
+    "AWS::EC2::SecurityGroup": ("VpcId", "GroupDescription"),
+    "AWS::ElasticLoadBalancingV2::TargetGroup": ("Name", "VpcId", "Port", "Protocol", "TargetType"),
+}
 _SUB_NAME = re.compile(r"\$\{(?!!)([A-Za-z0-9:]+)")
 
 
 def _uses(node: Any, names: set[str], conditions: set[str]) -> None:
-    """Collect what `node` references: Ref / ${Name} in Fn::Sub names, Fn::If / Condition conditions."""
+    """Collect what `node` references: Ref / Fn::GetAtt / ${Name} in Fn::Sub names, Fn::If / Condition
+    conditions."""
     if isinstance(node, list):
         for item in node:
             _uses(item, names, conditions)
@@ -409,6 +420,8 @@ def _uses(node: Any, names: set[str], conditions: set[str]) -> None:
     for key, value in node.items():
         if key == "Ref" and isinstance(value, str):
             names.add(value)
+        elif key == "Fn::GetAtt":
+            names.add(str(value.split(".")[0] if isinstance(value, str) else value[0]))
         elif key == "Fn::Sub":
             text = value if isinstance(value, str) else value[0] if isinstance(value, list) and value else ""
             names.update(_SUB_NAME.findall(str(text)))
@@ -420,14 +433,24 @@ def _uses(node: Any, names: set[str], conditions: set[str]) -> None:
 
 
 def create_time_scope(template: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """(parameters, conditions) that reach the Service's or the TaskDefinition's definition, directly or
-    through a condition. Resources they reference keep their ids through in-place updates; the parameters that
-    would replace them (the names) are in the list anyway."""
+    """(parameters, conditions) that reach the Service's or the TaskDefinition's definition, directly, through
+    a condition, or through a property that replaces a resource they refer to (REPLACED_BY: VpcCidr replaces
+    the VPC and so the subnets the service runs in). Other resources they refer to keep their ids through
+    in-place updates."""
     names: set[str] = set()
     conditions: set[str] = set()
     resources = template.get("Resources", {})
     for resource in CREATE_TIME_RESOURCES:
         _uses(resources.get(resource, {}), names, conditions)
+    followed: set[str] = set()
+    while pending_resources := sorted(
+        name for name in names - followed if resources.get(name, {}).get("Type") in REPLACED_BY
+    ):
+        for name in pending_resources:
+            followed.add(name)
+            properties = resources[name].get("Properties", {})
+            for key in REPLACED_BY[resources[name]["Type"]]:
+                _uses(properties.get(key), names, conditions)
     definitions = template.get("Conditions", {})
     pending = list(conditions)
     while pending:
@@ -481,6 +504,11 @@ def _hint(parameter: str, new: str, names: Names) -> str:
         )
     if parameter == "EnableNatGateway":
         return "it moves the tasks to other subnets: make destroy first, then make deploy with the new value"
+    if parameter == "VpcCidr":
+        return (
+            "it replaces the VPC and the subnets the tasks run in: make destroy first, then make deploy with "
+            "the new value"
+        )
     return "the service cannot take it through a stack update: make destroy first, then make deploy"
 
 

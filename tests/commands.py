@@ -56,7 +56,9 @@ def moto_endpoint() -> Iterator[str]:
 
     Its CloudFormation answers Ref and Fn::GetAtt of the types it does not implement (alarms, CodeDeploy,
     CodeBuild, CodePipeline, SNS subscriptions) as AWS does, as the local stand-in's does: the templates refer
-    to those resources rather than naming them. It does not create them.
+    to those resources rather than naming them. It does not create them. It evaluates what the templates use
+    as written for AWS (Fn::Cidr, Fn::FindInMap keyed by a Number parameter, a list element that is
+    !If [..., !Ref AWS::NoValue], the ELBv2 full-name attributes): `teach_moto()`, as in the stand-in.
     """
     teach_moto()
     with socket.socket() as probe:

@@ -88,6 +88,7 @@ def test_the_create_time_parameters_are_those_that_reach_the_service_or_its_task
         "InitialImage",
         "DesiredCount",
         "EnableNatGateway",
+        "VpcCidr",  # through the subnets and security group the service refers to (VPC replaced)
     }
     assert set(conditions) == {"UseNat", "UsePlaceholderImage"}
 

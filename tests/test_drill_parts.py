@@ -9,8 +9,9 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from moto.cloudformation.exceptions import ValidationError
 
-from local.aws.cloudformation import camel_case, skipped_resources
+from local.aws.cloudformation import camel_case, cidr, skipped_resources
 from local.aws.cloudwatch import AlarmEvaluator, evaluate_expression, statistic
 from local.aws.codedeploy.ecs_engine import shift_steps
 from local.aws.events import rate_seconds
@@ -157,6 +158,126 @@ def test_moto_cloudformation_answers_ref_and_getatt_of_a_type_it_skips(
         alarm.properties["AlarmName"] == "phoenix-dev-health"
     )  # resolved by moto, for the stand-in to create
     assert skipped_resources(stack_id) == []
+
+
+@pytest.mark.parametrize(
+    ("ip_block", "count", "cidr_bits", "expected"),
+    [
+        # The CloudFormation User Guide's Fn::Cidr example: six /27 blocks of a /24.
+        ("192.168.0.0/24", "6", "5", [f"192.168.0.{32 * n}/27" for n in range(6)]),
+        ("10.20.0.0/16", 12, 8, [f"10.20.{n}.0/24" for n in range(12)]),
+        ("2001:db8:1234:1a00::/56", 1, 64, ["2001:db8:1234:1a00::/64"]),
+    ],
+)
+def test_fn_cidr_cuts_consecutive_blocks_from_the_start(
+    ip_block: str, count: Any, cidr_bits: Any, expected: list[str]
+) -> None:
+    assert cidr(ip_block, count, cidr_bits) == expected
+
+
+@pytest.mark.parametrize(
+    ("ip_block", "count", "cidr_bits"),
+    [("10.0.0.0/16", 0, 8), ("10.0.0.0/16", 257, 8), ("10.0.0.0/21", 12, 8), ("10.0.0.0/24", 1, 9)],
+)
+def test_fn_cidr_refuses_what_cloudformation_refuses(ip_block: str, count: int, cidr_bits: int) -> None:
+    with pytest.raises(ValidationError):
+        cidr(ip_block, count, cidr_bits)
+
+
+AWS_FORMS = """
+Parameters:
+  Interval: {Type: Number, Default: 60, AllowedValues: [60, 120]}
+  InVpc: {Type: String, Default: "false", AllowedValues: ["true", "false"]}
+Conditions:
+  InVpc: !Equals [!Ref InVpc, "true"]
+Mappings:
+  Schedule:
+    "60": {Rate: rate(1 minute)}
+    "120": {Rate: rate(2 minutes)}
+Resources:
+  Vpc:
+    Type: AWS::EC2::VPC
+    Properties: {CidrBlock: 10.20.0.0/16}
+  PrivateSubnet:
+    Type: AWS::EC2::Subnet
+    Properties:
+      VpcId: !Ref Vpc
+      AvailabilityZone: us-east-1a
+      CidrBlock: !Select [10, !Cidr [!GetAtt Vpc.CidrBlock, 12, 8]]
+  LoadBalancer:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Properties: {Name: phoenix-dev-alb, Subnets: [!Ref PrivateSubnet]}
+  BlueTargetGroup:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties: {Name: phoenix-dev-blue, TargetType: ip, Protocol: HTTP, Port: 8080, VpcId: !Ref Vpc}
+  Role:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument:
+        Version: "2012-10-17"
+        Statement: [{Effect: Allow, Principal: {Service: lambda.amazonaws.com}, Action: sts:AssumeRole}]
+      Policies:
+        - PolicyName: always
+          PolicyDocument:
+            Version: "2012-10-17"
+            Statement: [{Effect: Allow, Action: sqs:SendMessage, Resource: "*"}]
+        - !If
+          - InVpc
+          - PolicyName: in-vpc
+            PolicyDocument:
+              Version: "2012-10-17"
+              Statement: [{Effect: Allow, Action: ec2:DescribeSubnets, Resource: "*"}]
+          - !Ref AWS::NoValue
+Outputs:
+  Rate: {Value: !FindInMap [Schedule, !Ref Interval, Rate]}
+  LoadBalancerFullName: {Value: !GetAtt LoadBalancer.LoadBalancerFullName}
+  BlueTargetGroupFullName: {Value: !GetAtt BlueTargetGroup.TargetGroupFullName}
+  BlueTargetGroupName: {Value: !GetAtt BlueTargetGroup.TargetGroupName}
+"""
+
+
+@pytest.mark.parametrize(
+    ("parameters", "rate", "policies"),
+    [
+        ({}, "rate(1 minute)", ["always"]),
+        ({"Interval": "120", "InVpc": "true"}, "rate(2 minutes)", ["always", "in-vpc"]),
+    ],
+)
+def test_moto_cloudformation_takes_the_forms_an_aws_author_writes(
+    monkeypatch: pytest.MonkeyPatch, parameters: dict[str, str], rate: str, policies: list[str]
+) -> None:
+    """Fn::Cidr, Fn::FindInMap keyed by a Number parameter, a list element !If [..., !Ref AWS::NoValue], and
+    the ELBv2 attributes of the CloudFormation reference (local/aws/cloudformation.py teaches moto them)."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        cfn = boto3.client("cloudformation", region_name="us-east-1")
+        cfn.create_stack(
+            StackName="s",
+            TemplateBody=AWS_FORMS,
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Capabilities=["CAPABILITY_IAM"],
+        )
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks()["Stacks"][0]["Outputs"]}
+        [subnet] = boto3.client("ec2", region_name="us-east-1").describe_subnets(
+            Filters=[{"Name": "tag:aws:cloudformation:logical-id", "Values": ["PrivateSubnet"]}]
+        )["Subnets"]
+        role = cfn.describe_stack_resource(StackName="s", LogicalResourceId="Role")["StackResourceDetail"]
+        iam = boto3.client("iam", region_name="us-east-1")
+        role_policies = iam.list_role_policies(RoleName=role["PhysicalResourceId"])["PolicyNames"]
+        elb = boto3.client("elbv2", region_name="us-east-1")
+        [alb] = elb.describe_load_balancers(Names=["phoenix-dev-alb"])["LoadBalancers"]
+        [group] = elb.describe_target_groups(Names=["phoenix-dev-blue"])["TargetGroups"]
+    assert subnet["CidrBlock"] == "10.20.10.0/24"
+    assert outputs["Rate"] == rate
+    assert sorted(role_policies) == policies
+    # The formats of the CloudFormation reference's examples: app/my-load-balancer/50dc6c495c0c9188 and
+    # targetgroup/my-target-group/cbf133c568e0d028, the dimension values of AWS/ApplicationELB metrics.
+    assert outputs["LoadBalancerFullName"] == alb["LoadBalancerArn"].split(":loadbalancer/")[1]
+    assert outputs["LoadBalancerFullName"].startswith("app/phoenix-dev-alb/")
+    assert outputs["BlueTargetGroupFullName"] == group["TargetGroupArn"].split(":")[5]
+    assert outputs["BlueTargetGroupFullName"].startswith("targetgroup/phoenix-dev-blue/")
+    assert outputs["BlueTargetGroupName"] == "phoenix-dev-blue"
 
 
 def test_deployment_group_properties_become_api_members() -> None:

@@ -20,10 +20,25 @@ moto met them (a resource after the ones it refers to): the alarms (PutMetricAla
 (AWS_ENDPOINT_URL_CODEDEPLOY), the build project and the pipeline in moto (moto refuses a build project
 without a source location; the drill runs no build). One source of truth: the template files the README
 deploys. moto still skips the bucket and topic policies, which nothing refers to and the drill does not need.
+
+The templates are written as a CloudFormation author writes them for AWS, and where moto's CloudFormation
+falls short of AWS's, `teach_moto()` teaches it rather than the templates bending (each with AWS's
+documentation as the reference):
+
+- intrinsic functions (`resolve`, in place of moto's `clean_json`): `Fn::Cidr` (the "Fn::Cidr" page of the
+  CloudFormation User Guide); `Fn::FindInMap` keyed by a Number parameter, whose value CloudFormation passes
+  on as a string ("Parameters": "when you use the parameter elsewhere in your template ... the parameter
+  value becomes a string"); and a list element that is `Fn::If` resolving to `AWS::NoValue`, which
+  CloudFormation removes from the list;
+- `Fn::GetAtt` attributes moto's models do not answer (`ATTRIBUTES`): the load balancer's
+  `LoadBalancerFullName` and the target group's `TargetGroupFullName`, `TargetGroupName` and
+  `LoadBalancerArns`, in the formats of the "Return values" of their CloudFormation reference pages.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import threading
 import types
 import uuid
@@ -32,8 +47,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from moto.cloudformation import parsing
-from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+from moto.cloudformation.exceptions import UnformattedGetAttTemplateException, ValidationError
 from moto.core.common_models import CloudFormationModel
+from moto.elbv2.models import FakeLoadBalancer, FakeTargetGroup
 from moto.utilities.utils import get_partition
 
 from local.aws.moto_server import Aws
@@ -202,14 +218,136 @@ def _model(spec: SkippedType) -> type:
 MODELS = {spec.type: _model(spec) for spec in SKIPPED}
 
 
-def teach_moto() -> None:
-    """Make moto's CloudFormation (in this process) use the models above for the types it skips.
+# ---------------------------------------------------------------- intrinsic functions moto does not evaluate
+def cidr(ip_block: str, count: Any, cidr_bits: Any) -> list[str]:
+    """Fn::Cidr: the first `count` address blocks with `cidr_bits` host bits in `ip_block`, in address order.
 
-    Defining them registers them (moto lists CloudFormationModel's subclasses); moto caches its type -> model
-    map once a stack has been created, so the caches are cleared. Idempotent.
+    As the CloudFormation User Guide's "Fn::Cidr" page has it: count from 1 to 256, cidrBits the subnet's host
+    bits (8 -> a /24 for IPv4, 64 -> a /64 for IPv6); !Select [0, !Cidr ["10.0.0.0/16", 4, 8]] is 10.0.0.0/24.
+    """
+    network = ipaddress.ip_network(str(ip_block), strict=False)
+    number, bits = int(count), int(cidr_bits)
+    prefix = network.max_prefixlen - bits
+    if not 1 <= number <= 256 or not network.prefixlen <= prefix <= network.max_prefixlen:
+        raise ValidationError(message=f"Template error: invalid Fn::Cidr [{ip_block}, {count}, {cidr_bits}]")
+    blocks = [str(block) for block in itertools.islice(network.subnets(new_prefix=prefix), number)]
+    if len(blocks) < number:
+        raise ValidationError(
+            message=f"Template error: Fn::Cidr: {ip_block} holds fewer than {number} blocks of /{prefix}"
+        )
+    return blocks
+
+
+def _map_key(value: Any) -> Any:
+    """A Number parameter's value as CloudFormation passes it on: a string (60 -> "60")."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _no_value(element: Any) -> bool:
+    """Whether a list element is one that resolves to AWS::NoValue when it resolves to nothing."""
+    return isinstance(element, dict) and ("Fn::If" in element or element.get("Ref") == "AWS::NoValue")
+
+
+_MOTO_CLEAN_JSON: Callable[[Any, parsing.ResourceMap], Any] = getattr(
+    parsing.clean_json, "__wrapped__", parsing.clean_json
+)
+
+
+def resolve(resource_json: Any, resources_map: parsing.ResourceMap) -> Any:
+    """moto's `clean_json` (which resolves a template value), plus what CloudFormation does and it does not.
+
+    - `Fn::Cidr` returns the blocks `cidr()` computes;
+    - `Fn::FindInMap` looks a Number parameter up by its string form (moto passes the number on, so
+      !FindInMap [Schedule, !Ref HealthCheckInterval, Rate] missed the mapping's "60" key);
+    - a list element that is `Fn::If` (or `Ref`) resolving to AWS::NoValue is removed from the list, as
+      CloudFormation removes it (moto left a null in the list).
+    moto's `clean_json` calls itself through the module's name, so nested values come back here.
+    """
+    if isinstance(resource_json, list):
+        resolved = []
+        for element in resource_json:
+            value = resolve(element, resources_map)
+            if value is None and _no_value(element):
+                continue
+            resolved.append(value)
+        return resolved
+    if isinstance(resource_json, dict) and "Fn::Cidr" in resource_json:
+        ip_block, count, cidr_bits = (
+            resolve(argument, resources_map) for argument in resource_json["Fn::Cidr"]
+        )
+        return cidr(ip_block, count, cidr_bits)
+    if isinstance(resource_json, dict) and "Fn::FindInMap" in resource_json:
+        name, *keys = resource_json["Fn::FindInMap"]
+        keys = [_map_key(resolve(key, resources_map)) for key in keys]
+        return _MOTO_CLEAN_JSON({"Fn::FindInMap": [resolve(name, resources_map), *keys]}, resources_map)
+    return _MOTO_CLEAN_JSON(resource_json, resources_map)
+
+
+resolve.__wrapped__ = _MOTO_CLEAN_JSON  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- Fn::GetAtt attributes moto's models lack
+def _arn_resource(arn: str) -> str:
+    """The resource part of an ARN (after arn:partition:service:region:account:)."""
+    return arn.split(":", 5)[5]
+
+
+# Model -> Fn::GetAtt attribute -> its value, for what the model does not answer: the "Return values" of the
+# type's CloudFormation reference page, in its formats.
+ATTRIBUTES: dict[type, dict[str, Callable[[Any], Any]]] = {
+    # AWS::ElasticLoadBalancingV2::LoadBalancer: LoadBalancerFullName is app/my-load-balancer/50dc6c495c0c9188
+    # (the ARN's resource after "loadbalancer/", the AWS/ApplicationELB LoadBalancer dimension).
+    FakeLoadBalancer: {
+        "LoadBalancerFullName": lambda model: _arn_resource(model.arn).removeprefix("loadbalancer/"),
+    },
+    # AWS::ElasticLoadBalancingV2::TargetGroup: TargetGroupFullName is
+    # targetgroup/my-target-group/cbf133c568e0d028 (the ARN's resource, the TargetGroup dimension),
+    # TargetGroupName is my-target-group.
+    FakeTargetGroup: {
+        "LoadBalancerArns": lambda model: list(model.load_balancer_arns),
+        "TargetGroupFullName": lambda model: _arn_resource(model.arn),
+        "TargetGroupName": lambda model: model.name,
+    },
+}
+# moto's own get_cfn_attribute / has_cfn_attr of each model above (None when the model has none).
+_MOTO_ATTRIBUTE_METHODS: dict[type, tuple[Any, Any]] = {}
+
+
+def _teach_attributes(model: type, attributes: Mapping[str, Callable[[Any], Any]]) -> None:
+    """The model answers `attributes` too; an attribute neither knows is refused, as AWS refuses it."""
+    if model not in _MOTO_ATTRIBUTE_METHODS:
+        _MOTO_ATTRIBUTE_METHODS[model] = (
+            model.__dict__.get("get_cfn_attribute"),
+            model.__dict__.get("has_cfn_attr"),
+        )
+    moto_get, moto_has = _MOTO_ATTRIBUTE_METHODS[model]
+
+    def get_cfn_attribute(self: Any, attribute_name: str) -> Any:
+        if attribute_name in attributes:
+            return attributes[attribute_name](self)
+        if moto_get is None:
+            raise UnformattedGetAttTemplateException()
+        return moto_get(self, attribute_name)
+
+    def has_cfn_attr(cls: type, attr: str) -> bool:
+        return attr in attributes or (moto_has is not None and bool(moto_has.__func__(cls, attr)))
+
+    setattr(model, "get_cfn_attribute", get_cfn_attribute)  # noqa: B010 - patching moto's class
+    setattr(model, "has_cfn_attr", classmethod(has_cfn_attr))  # noqa: B010 - patching moto's class
+
+
+def teach_moto() -> None:
+    """Make moto's CloudFormation (in this process) do what the templates need of it, as AWS does.
+
+    The models above for the types it skips: defining them registers them (moto lists CloudFormationModel's
+    subclasses); moto caches its type -> model map once a stack has been created, so the caches are cleared.
+    The intrinsic functions (`resolve`) and the Fn::GetAtt attributes (`ATTRIBUTES`) it lacks. Idempotent.
     """
     parsing.get_model_map.cache_clear()
     parsing.get_name_type_map.cache_clear()
+    parsing.clean_json = resolve
+    for model, attributes in ATTRIBUTES.items():
+        _teach_attributes(model, attributes)
 
 
 teach_moto()
