@@ -16,6 +16,7 @@ from local.aws.cloudwatch import AlarmEvaluator, evaluate_expression, statistic
 from local.aws.codedeploy.ecs_engine import shift_steps
 from local.aws.events import rate_seconds
 from local.background import Loop
+from local.drill.bench import Spread
 from local.drill.results import LAMBDA_ACTIONS, Deployment, Gate, LambdaAction, Result, Users
 from local.drill.scenarios import SCENARIOS, Expected, Serving, check
 from local.drill.table import Column, figure, render
@@ -411,3 +412,11 @@ def test_the_table_aligns_cuts_and_dashes() -> None:
         "health     1.5",
         "x            -",
     ]
+
+
+def test_the_bench_reports_each_figure_with_its_spread() -> None:
+    spread = Spread.of([190.0, 120.5, 140.26])
+    assert spread is not None
+    assert (spread.median, spread.low, spread.high) == (140.3, 120.5, 190.0)
+    assert spread.cell() == "140.3 (120.5-190)"
+    assert Spread.of([]) is None

@@ -54,8 +54,22 @@ def classify(result: Result) -> str:
     return "rolled back"
 
 
-def _median(values: list[float]) -> float | None:
-    return round(statistics.median(values), 1) if values else None
+@dataclass(frozen=True)
+class Spread:
+    """A figure over the runs: its median and its range."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread | None:
+        if not values:
+            return None
+        return cls(round(statistics.median(values), 1), round(min(values), 1), round(max(values), 1))
+
+    def cell(self) -> str:
+        return f"{self.median:g} ({self.low:g}-{self.high:g})"
 
 
 @dataclass(frozen=True)
@@ -68,9 +82,9 @@ class Row:
     outcomes: dict[str, int]
     false_rollbacks: int
     missed_regressions: int
-    median_detect_aws_s: float | None
-    median_restore_aws_s: float | None
-    median_failed_percent: float | None
+    detect_aws_s: Spread | None
+    restore_aws_s: Spread | None
+    failed_percent: Spread | None
 
 
 def summarise(runs: dict[str, list[Report]]) -> list[Row]:
@@ -91,11 +105,9 @@ def summarise(runs: dict[str, list[Report]]) -> list[Row]:
                     outcomes=dict(outcomes),
                     false_rollbacks=outcomes["rolled back"] + outcomes["resurrected"] if healthy else 0,
                     missed_regressions=0 if healthy else outcomes["promoted"],
-                    median_detect_aws_s=_median([r.time_to_detect.aws for r in results if r.time_to_detect]),
-                    median_restore_aws_s=_median(
-                        [r.time_to_restore.aws for r in results if r.time_to_restore]
-                    ),
-                    median_failed_percent=_median([r.users.blast_radius_percent for r in results]),
+                    detect_aws_s=Spread.of([r.time_to_detect.aws for r in results if r.time_to_detect]),
+                    restore_aws_s=Spread.of([r.time_to_restore.aws for r in results if r.time_to_restore]),
+                    failed_percent=Spread.of([r.users.blast_radius_percent for r in results]),
                 )
             )
     return rows
@@ -107,10 +119,14 @@ COLUMNS: list[Column[Row]] = [
     Column("outcomes", 34, lambda row: ", ".join(f"{k} {v}" for k, v in sorted(row.outcomes.items()))),
     Column("false rb", 8, lambda row: str(row.false_rollbacks), ">"),
     Column("missed", 6, lambda row: str(row.missed_regressions), ">"),
-    Column("detect s", 9, lambda row: figure(row.median_detect_aws_s), ">"),
-    Column("restore s", 9, lambda row: figure(row.median_restore_aws_s), ">"),
-    Column("failed %", 8, lambda row: figure(row.median_failed_percent), ">"),
+    Column("detect s (min-max)", 20, lambda row: _cell(row.detect_aws_s), ">"),
+    Column("restore s (min-max)", 20, lambda row: _cell(row.restore_aws_s), ">"),
+    Column("failed % (min-max)", 18, lambda row: _cell(row.failed_percent), ">"),
 ]
+
+
+def _cell(spread: Spread | None) -> str:
+    return figure(None) if spread is None else spread.cell()
 
 
 def _without_chart(report: Report) -> dict[str, object]:
@@ -143,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render(COLUMNS, rows))
     print(
-        f"\nmedians over {args.runs} run(s); detect/restore in AWS-equivalent seconds "
+        f"\nmedians (and min-max) over {args.runs} run(s); detect/restore in AWS-equivalent seconds "
         f"(time scale x{args.time_scale:g})"
     )
     data = {
