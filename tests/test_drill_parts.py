@@ -13,7 +13,7 @@ from moto.cloudformation.exceptions import ValidationError
 
 from local.aws.cloudformation import camel_case, cidr, skipped_resources
 from local.aws.cloudwatch import AlarmEvaluator, evaluate_expression, statistic
-from local.aws.codedeploy.ecs_engine import shift_steps
+from local.aws.codedeploy.ecs_engine import healthy_after_seconds, shift_steps
 from local.aws.events import rate_seconds
 from local.background import Loop
 from local.drill.bench import Spread
@@ -420,3 +420,26 @@ def test_the_bench_reports_each_figure_with_its_spread() -> None:
     assert (spread.median, spread.low, spread.high) == (140.3, 120.5, 190.0)
     assert spread.cell() == "140.3 (120.5-190)"
     assert Spread.of([]) is None
+
+
+@mock_aws
+def test_a_replacement_target_counts_as_healthy_only_after_its_group_health_check_would_pass_it() -> None:
+    """The ALB stand-in does not probe targets: the engine waits the least AWS needs, interval x threshold."""
+    elbv2 = boto3.client("elbv2", region_name="us-east-1")
+    vpc = boto3.client("ec2", region_name="us-east-1").create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    group = elbv2.create_target_group(
+        Name="green",
+        Protocol="HTTP",
+        Port=8080,
+        VpcId=vpc,
+        TargetType="ip",
+        HealthCheckIntervalSeconds=15,
+        HealthyThresholdCount=2,
+    )["TargetGroups"][0]["TargetGroupArn"]
+    assert healthy_after_seconds(elbv2, group) == 30.0
+    assert healthy_after_seconds(elbv2, None) == 0.0
+
+
+def test_alarms_are_evaluated_once_a_minute_as_aws_evaluates_standard_alarms() -> None:
+    evaluator = AlarmEvaluator(cloudwatch=None, scale=TimeScale(factor=120), deliver_sns=lambda *_: None)
+    assert evaluator._loop._every == TimeScale(factor=120).drill(60)

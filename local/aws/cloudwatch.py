@@ -165,7 +165,8 @@ class AlarmEvaluator(Lifecycle):
         self._deliver = deliver_sns
         self._on_change = on_change
         self._origin = datetime.now(UTC).timestamp()
-        self._loop = Loop("cloudwatch-alarms", self.evaluate_all, every=tick or scale.drill(60) / 4)
+        # Standard alarms are evaluated once a minute, whatever their period.
+        self._loop = Loop("cloudwatch-alarms", self.evaluate_all, every=tick or scale.drill(60))
         self._lock = threading.Lock()
         self.history: list[StateChange] = []
 

@@ -67,6 +67,15 @@ def shift_steps(config_name: str) -> list[tuple[int, float]]:
     return [(100, 0.0)]
 
 
+def healthy_after_seconds(elbv2: Any, target_group_arn: str | None) -> float:
+    """AWS seconds before a new target passes its target group's health check: the interval times the healthy
+    threshold (ELB's defaults, 30 s and 5, when the group does not say)."""
+    if target_group_arn is None:
+        return 0.0
+    group = elbv2.describe_target_groups(TargetGroupArns=[target_group_arn])["TargetGroups"][0]
+    return float(group.get("HealthCheckIntervalSeconds", 30)) * float(group.get("HealthyThresholdCount", 5))
+
+
 @dataclass
 class Run:
     deployment_id: str
@@ -205,10 +214,15 @@ class EcsBlueGreenEngine:
         count = self._desired_count(group) or max(1, len(self._tasks_in(run.original_tg)))
         run.replacement_tasks = self._start_tasks(run, task_definition, count, check)
         self._runner.register(run.replacement_tasks, run.replacement_tg)
+        healthy_after = healthy_after_seconds(self._elbv2, run.replacement_tg)
         self._emit(
-            "install", f"replacement task set {version}: {count} task(s) registered", deployment=dep_id
+            "install",
+            f"replacement task set {version}: {count} task(s) registered; healthy after {healthy_after:g} s",
+            deployment=dep_id,
         )
-        check()
+        # The ALB stand-in does not probe targets: a registered target is taken as healthy only after the time
+        # the target group's health check needs to pass it (interval x healthy threshold), never sooner.
+        self._wait(self._scale.drill(healthy_after), check)
         run.routed = True
         if run.test_listener:
             self._route(run.test_listener, run.original_tg, run.replacement_tg, 100)
@@ -322,6 +336,15 @@ class EcsBlueGreenEngine:
                     )
 
         return check
+
+    def _healthy_after(self, target_group_arn: str | None) -> float:
+        """AWS seconds before a new target passes the target group's health check: interval x threshold."""
+        if target_group_arn is None:
+            return 0.0
+        group = self._elbv2.describe_target_groups(TargetGroupArns=[target_group_arn])["TargetGroups"][0]
+        return float(group.get("HealthCheckIntervalSeconds", 30)) * float(
+            group.get("HealthyThresholdCount", 5)
+        )
 
     def _start_tasks(
         self, run: Run, task_definition: str, count: int, check: Callable[[], None]
