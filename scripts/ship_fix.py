@@ -57,6 +57,7 @@ DEFAULT_BUILD_OUTPUT = "build/deploy"
 DEFAULT_CONFIG = "CodeDeployDefault.ECSAllAtOnce"
 # Alarm polling off for this one deployment; the group's own configuration is left as it is.
 OVERRIDE_ALARMS = {"enabled": False, "ignorePollAlarmFailure": False, "alarms": []}
+DESCRIPTION_MAX_CHARS = 100
 IN_FLIGHT = ["Created", "Queued", "InProgress", "Baking", "Ready"]
 
 
@@ -200,11 +201,7 @@ def ship_fix(env: Mapping[str, str], build_output: Path) -> tuple[str, str | Non
             deploymentGroupName=group,
             revision={"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec}},
             deploymentConfigName=config,
-            description=(
-                f"Manual fix deployment (make ship-fix) of {revision.image}: the deployment group's "
-                f"alarms are overridden (alarm polling off; in ALARM: {overridden}); the "
-                "AfterAllowTestTraffic hook still gates it"
-            )[:1000],
+            description=description(overridden),
             overrideAlarmConfiguration=OVERRIDE_ALARMS,
         )["deploymentId"]
     except ClientError as err:
@@ -234,6 +231,12 @@ def _firing(session: Any, alarms: list[str]) -> list[str]:
     except (ClientError, BotoCoreError):
         return []
     return [str(a["AlarmName"]) for a in found if a.get("StateValue") == "ALARM"]
+
+
+def description(overridden: str) -> str:
+    """The deployment's description, within CodeDeploy's 100 characters (its quotas page)."""
+    text = f"Manual fix deployment, alarms are overridden (in ALARM: {overridden})"
+    return text if len(text) <= DESCRIPTION_MAX_CHARS else text[: DESCRIPTION_MAX_CHARS - 4] + "...)"
 
 
 def main(argv: list[str]) -> int:

@@ -394,3 +394,18 @@ def test_an_engine_drives_the_lifecycle_and_hears_each_stop_once(
         ("hook", deployment, hook, "Failed"),
         ("stop", deployment, "True"),
     ]
+
+
+def test_a_description_over_codedeploys_100_characters_is_refused(client: Any) -> None:
+    """CodeDeploy quotas: at most 100 characters in a deployment description."""
+    with pytest.raises(client.exceptions.DescriptionTooLongException):
+        client.create_deployment(
+            applicationName=APP, deploymentGroupName=GROUP, revision=revision("v1"), description="x" * 101
+        )
+    created = client.create_deployment(
+        applicationName=APP, deploymentGroupName=GROUP, revision=revision("v1"), description="x" * 100
+    )
+    assert (
+        client.get_deployment(deploymentId=created["deploymentId"])["deploymentInfo"]["description"]
+        == "x" * 100
+    )

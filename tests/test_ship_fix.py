@@ -256,3 +256,9 @@ def test_make_ship_fix_with_a_missing_zip_is_one_line_without_a_traceback(tmp_pa
     assert own_stderr(result) == [
         f"ship-fix: {missing} does not exist: give BUILD_OUTPUT=<directory or zip> (default build/deploy)"
     ]
+
+
+def test_the_description_fits_codedeploys_limit_whatever_is_firing() -> None:
+    many = ", ".join(f"phoenix-dev-alarm-number-{n}" for n in range(20))
+    assert len(ship_fix.description(many)) <= 100
+    assert ship_fix.description("a").startswith("Manual fix deployment, alarms are overridden")

@@ -82,6 +82,8 @@ ECS_CONFIG_NAME = re.compile(
     r"CodeDeployDefault\.ECS(AllAtOnce|Canary\d+Percent\d+Minutes?|Linear\d+PercentEvery\d+Minutes?)"
 )
 BATCH_LIMIT = 25
+# CodeDeploy quotas (user guide, limits.html): at most 100 characters in a deployment description.
+DESCRIPTION_MAX_CHARS = 100
 MAX_ALARMS = 10
 MAX_ALARM_NAME = 255
 GROUP_NAME = re.compile(r"[A-Za-z0-9+=,.@_-]{1,100}")
@@ -655,7 +657,10 @@ class CodeDeployService:
                     f"The Deployment Group '{group}' already has an active Deployment "
                     f"'{active['deploymentId']}'",
                 )
-            record = Record(description=params.get("description"))
+            description = params.get("description")
+            if description is not None and len(str(description)) > DESCRIPTION_MAX_CHARS:
+                raise CodeDeployError("DescriptionTooLongException", "The description is too long.")
+            record = Record(description=description)
             dep = self._insert(str(application), str(group), revision, record)
             # A deployment's own settings win over its group's, as in AWS.
             if config_name is not None:
