@@ -719,7 +719,8 @@ def load_history(config: Config, now: datetime) -> list[dict[str, Any]]:
             break
     history = newest_first(_read(list(dict.fromkeys(in_flight + finished))))
     done = [d for d in history if d.get("status") not in IN_FLIGHT][: config.history_max_deployments]
-    return [dict(d) for d in history if d.get("status") in IN_FLIGHT or d in done]
+    kept = {_id(d) for d in done}
+    return [dict(d) for d in history if d.get("status") in IN_FLIGHT or _id(d) in kept]
 
 
 def _deployment(deployment_id: str) -> dict[str, Any]:
@@ -965,7 +966,7 @@ def process(alarm: Alarm, config: Config, deadline: float) -> Outcome:
     raised."""
     try:
         now = datetime.now(UTC)
-        decision = judge(Situation(alarm, config, now, newest_first(load_history(config, now))))
+        decision = judge(Situation(alarm, config, now, tuple(load_history(config, now))))
         outcome = act(decision, alarm, config, deadline)
     except (ClientError, BotoCoreError) as exc:
         failed = Outcome("failed", "could not complete the rollback decision", alarm, {"error": str(exc)})

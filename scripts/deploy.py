@@ -539,11 +539,7 @@ def cluster_update_problems(
     described = cfn.describe_stacks(StackName=stack)["Stacks"][0]
     deployed = {p["ParameterKey"]: str(p.get("ParameterValue", "")) for p in described.get("Parameters", [])}
     old_template = _normalise(_parse_template(cfn.get_template(StackName=stack)["TemplateBody"]))
-    names = Names(
-        deployed.get("ProjectName") or Names.project,
-        deployed.get("Environment") or Names.environment,
-        deployed.get("ServiceName") or Names.service,
-    )
+    names = Names.from_env({env_name(key): value for key, value in deployed.items()})
     specs = new_template.get("Parameters", {})
     guarded, conditions = create_time_scope(new_template)
     problems: list[str] = []

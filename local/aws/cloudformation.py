@@ -383,7 +383,6 @@ class Stacks:
     def __init__(
         self, aws: Aws, *, tags: list[dict[str, str]] | None = None, log: Callable[[str], None] | None = None
     ) -> None:
-        teach_moto()
         self._aws = aws
         self._cfn = aws.client("cloudformation")
         self._tags = tags or []

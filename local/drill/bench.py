@@ -164,12 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     data = {
         "rows": [asdict(row) for row in rows],
-        "runs": {
-            policy: [
-                {k: v for k, v in r.to_json().items() if k not in ("timeline", "series")} for r in reports
-            ]
-            for policy, reports in runs.items()
-        },
+        "runs": {policy: [_without_chart(r) for r in reports] for policy, reports in runs.items()},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(data, indent=2, default=str))

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from local.aws.codedeploy import FINISHED_STATUSES
 from local.background import Loop
 from local.drill.results import (
     LAMBDA_ACTIONS,
@@ -36,7 +37,6 @@ from local.drill.traffic import Users as SimulatedUsers
 from local.drill.world import Event, World
 from local.timescale import TimeScale
 
-FINAL = ("Succeeded", "Failed", "Stopped")
 # CodeDeploy's errorInformation.code of the release's end -> the gate that acted and what acted.
 GATES = {
     "HOOK_EXECUTION_FAILURE": (Gate.TEST_TRAFFIC, "AfterAllowTestTraffic hook"),
@@ -177,7 +177,9 @@ def _redeployments(world: World, since: float, release: str) -> list[dict[str, A
 
 
 def _wait_final(world: World, deployment_id: str, what: str) -> dict[str, Any]:
-    world.wait_for(lambda: world.deployment(deployment_id)["status"] in FINAL, 90, f"{what} {deployment_id}")
+    world.wait_for(
+        lambda: world.deployment(deployment_id)["status"] in FINISHED_STATUSES, 90, f"{what} {deployment_id}"
+    )
     return world.deployment(deployment_id)
 
 
@@ -380,7 +382,9 @@ def run_scenario(
 def reset_release(world: World, timeline: Timeline, version: str) -> None:
     """Bench only: a faulty release still serves; ship a clean one before the next scenario (not measured)."""
     world.wait_for(
-        lambda: all(world.service.get(i)["status"] in FINAL for i in world.service.deployment_ids()),
+        lambda: all(
+            world.service.get(i)["status"] in FINISHED_STATUSES for i in world.service.deployment_ids()
+        ),
         60,
         "no deployment in flight",
     )
@@ -393,7 +397,11 @@ def wait_quiet(world: World, timeout: float = 30.0) -> None:
 
     def quiet() -> bool:
         states = world.alarm_states()
-        in_flight = [i for i in world.service.deployment_ids() if world.service.get(i)["status"] not in FINAL]
+        in_flight = [
+            i
+            for i in world.service.deployment_ids()
+            if world.service.get(i)["status"] not in FINISHED_STATUSES
+        ]
         return not in_flight and all(s == "OK" for s in states.values())
 
     world.wait_for(quiet, timeout, "every alarm OK and no deployment in flight", poll=0.1)

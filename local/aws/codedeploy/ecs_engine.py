@@ -337,15 +337,6 @@ class EcsBlueGreenEngine:
 
         return check
 
-    def _healthy_after(self, target_group_arn: str | None) -> float:
-        """AWS seconds before a new target passes the target group's health check: interval x threshold."""
-        if target_group_arn is None:
-            return 0.0
-        group = self._elbv2.describe_target_groups(TargetGroupArns=[target_group_arn])["TargetGroups"][0]
-        return float(group.get("HealthCheckIntervalSeconds", 30)) * float(
-            group.get("HealthyThresholdCount", 5)
-        )
-
     def _start_tasks(
         self, run: Run, task_definition: str, count: int, check: Callable[[], None]
     ) -> list[Task]:
