@@ -595,7 +595,8 @@ def check_cluster_update(cfn: Any, parameters: Mapping[str, str]) -> None:
 
 # ---------------------------------------------------------------- the GitHub connection
 # What an endpoint that does not implement the operation answers (moto answers HTTP 500 with an HTML page,
-# which botocore reports with the bare status code).
+# which botocore reports with the bare status code). Only an endpoint other than AWS's is given that benefit:
+# on AWS the same answer is an error like any other.
 UNKNOWN_OPERATION = frozenset({"UnknownOperationException", "InvalidAction", "NotImplemented"})
 
 
@@ -611,7 +612,8 @@ def check_connection(session: Any, cfn: Any, arn: str | None, names: Names) -> N
         status = str(client.get_connection(ConnectionArn=arn)["Connection"]["ConnectionStatus"])
     except ClientError as err:
         code = str(err.response.get("Error", {}).get("Code", ""))
-        if code.isdigit() or code in UNKNOWN_OPERATION:
+        stand_in = ".amazonaws.com" not in str(client.meta.endpoint_url)
+        if stand_in and (code.isdigit() or code in UNKNOWN_OPERATION):
             say(
                 f"GitHub connection status not checked: {client.meta.endpoint_url} does not implement "
                 f"{service} GetConnection (it answered {code})"

@@ -202,6 +202,15 @@ def _normalise_revision(revision: Any) -> JSON:
     return result
 
 
+def _check_config_name(name: Any, platform: str) -> None:
+    """An ECS group or deployment names one of CodeDeploy's predefined ECS configurations (custom ones are not
+    modelled): DeploymentConfigDoesNotExistException otherwise, as on AWS."""
+    if name is not None and platform == "ECS" and not ECS_CONFIG_NAME.fullmatch(str(name)):
+        raise CodeDeployError(
+            "DeploymentConfigDoesNotExistException", f"No deployment configuration named {name}"
+        )
+
+
 def _revision_key(revision: JSON) -> str | None:
     """How GetApplicationRevision finds a revision: the AppSpec's sha256, or the S3 / GitHub location."""
     kind = revision.get("revisionType")
@@ -569,6 +578,7 @@ class CodeDeployService:
             if not params.get("serviceRoleArn"):
                 raise CodeDeployError("RoleRequiredException", "The service role ARN was not specified.")
             _check_alarm_configuration(params.get("alarmConfiguration"))
+            _check_config_name(params.get("deploymentConfigName"), app["computePlatform"])
             group_id = str(uuid.uuid4())
             info = {k: copy.deepcopy(v) for k, v in params.items() if k != "tags"}
             info.update(
@@ -606,16 +616,7 @@ class CodeDeployService:
         with self._lock:
             info = self._group(application, current)
             _check_alarm_configuration(params.get("alarmConfiguration"))
-            config_name = params.get("deploymentConfigName")
-            if (
-                config_name is not None
-                and info["computePlatform"] == "ECS"
-                and not ECS_CONFIG_NAME.fullmatch(str(config_name))
-            ):
-                raise CodeDeployError(
-                    "DeploymentConfigDoesNotExistException",
-                    f"No deployment configuration named {config_name}",
-                )
+            _check_config_name(params.get("deploymentConfigName"), info["computePlatform"])
             if new is not None and new != current:
                 self._check_free_group_name(application, new)
             for key in GROUP_SETTINGS:
@@ -641,15 +642,11 @@ class CodeDeployService:
         application = params.get("applicationName")
         group = params.get("deploymentGroupName")
         with self._lock:
-            self._group(application, group)
+            group_info = self._group(application, group)
             revision = _normalise_revision(params.get("revision"))
             _check_alarm_configuration(params.get("overrideAlarmConfiguration"))
             config_name = params.get("deploymentConfigName")
-            if config_name is not None and not ECS_CONFIG_NAME.fullmatch(str(config_name)):
-                raise CodeDeployError(
-                    "DeploymentConfigDoesNotExistException",
-                    f"No deployment configuration named {config_name}",
-                )
+            _check_config_name(config_name, group_info["computePlatform"])
             active = self._in_flight(str(application), str(group))
             if active is not None:
                 raise CodeDeployError(
