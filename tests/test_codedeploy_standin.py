@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from local.aws.codedeploy import CodeDeployServer, CodeDeployService
+from tests.rollback_world import wait_until
 
 APP = "phoenix-dev"
 GROUP = "phoenix-dev-sample-app"
@@ -263,13 +264,10 @@ def test_list_deployments_filters_and_pages_in_no_newest_first_order(
     assert sorted(recent["deployments"]) == sorted(ids[102:])
 
 
-def wait_status(client: Any, deployment: str, status: str, timeout: float = 5.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        info: dict[str, Any] = client.get_deployment(deploymentId=deployment)["deploymentInfo"]
-        if info["status"] == status or time.monotonic() > deadline:
-            return info
-        time.sleep(0.02)
+def wait_status(client: Any, deployment: str, status: str) -> dict[str, Any]:
+    wait_until(lambda: client.get_deployment(deploymentId=deployment)["deploymentInfo"]["status"] == status)
+    info: dict[str, Any] = client.get_deployment(deploymentId=deployment)["deploymentInfo"]
+    return info
 
 
 def test_stop_with_auto_rollback_creates_the_rollback_deployment(

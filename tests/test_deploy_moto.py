@@ -72,10 +72,6 @@ def endpoint() -> Iterator[str]:
             yield url
 
 
-def _env(**extra: str) -> dict[str, str]:
-    return clean_env(**extra)
-
-
 def _client(endpoint: str, service: str, region: str) -> Any:
     return boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
@@ -117,7 +113,7 @@ def _readme_script(endpoint: str, bodies: list[str]) -> list[str]:
 
 def _make(target: str, endpoint: str, region: str, **variables: str) -> subprocess.CompletedProcess[str]:
     """`make <target>` as a user runs it, with the endpoint given the standard way."""
-    return make(target, _env(AWS_ENDPOINT_URL=endpoint, AWS_REGION=region), **variables)
+    return make(target, clean_env(AWS_ENDPOINT_URL=endpoint, AWS_REGION=region), **variables)
 
 
 def _stacks(endpoint: str, region: str) -> dict[str, str]:
@@ -166,7 +162,7 @@ def readme_deployment(endpoint: str) -> subprocess.CompletedProcess[str]:
     blocks = readme_setup_blocks()
     script = _readme_script(endpoint, [body for run, body in blocks if run])
     return subprocess.run(
-        script, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300, check=False
+        script, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=300, check=False
     )
 
 
@@ -407,7 +403,7 @@ def test_the_readme_cleanup_removes_the_stacks_and_what_they_retain(
     result = subprocess.run(
         script,
         cwd=ROOT,
-        env=_env(AWS_ENDPOINT_URL=endpoint),
+        env=clean_env(AWS_ENDPOINT_URL=endpoint),
         capture_output=True,
         text=True,
         timeout=300,

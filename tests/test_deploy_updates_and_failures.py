@@ -37,10 +37,6 @@ CONNECTION_ARN = (
 STACKS = tuple(stack.name for stack in stacks.STACKS)
 
 
-def _env(**extra: str) -> dict[str, str]:
-    return clean_env(**extra)
-
-
 def _client(endpoint: str, service: str) -> Any:
     return boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
@@ -48,7 +44,7 @@ def _client(endpoint: str, service: str) -> Any:
 
 
 def _make_deploy(endpoint: str, **variables: str) -> subprocess.CompletedProcess[str]:
-    env = _env(AWS_ENDPOINT_URL=endpoint, AWS_REGION=REGION)
+    env = clean_env(AWS_ENDPOINT_URL=endpoint, AWS_REGION=REGION)
     return make("deploy", env, GITHUB_REPO="me/repo", GITHUB_CONNECTION_ARN=CONNECTION_ARN, **variables)
 
 
@@ -159,7 +155,7 @@ def test_a_changed_service_or_task_definition_in_the_template_is_refused(
     edited = deployed_body.replace("HealthCheckGracePeriodSeconds: 60", "HealthCheckGracePeriodSeconds: 120")
     (tmp_path / "ecs-cluster.yaml").write_text(edited.replace('Memory: "512"', 'Memory: "1024"'))
     monkeypatch.setattr(deploy, "TEMPLATES", tmp_path)
-    for key, value in _env(AWS_ENDPOINT_URL=endpoint, AWS_REGION=REGION).items():
+    for key, value in clean_env(AWS_ENDPOINT_URL=endpoint, AWS_REGION=REGION).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("GITHUB_REPO", "me/repo")
     monkeypatch.setenv("GITHUB_CONNECTION_ARN", CONNECTION_ARN)
@@ -336,7 +332,9 @@ def test_an_unreachable_endpoint_is_one_line() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         refused = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    result = _run_script("destroy", **_env(AWS_ENDPOINT_URL=refused, AWS_REGION=REGION, AWS_MAX_ATTEMPTS="1"))
+    result = _run_script(
+        "destroy", **clean_env(AWS_ENDPOINT_URL=refused, AWS_REGION=REGION, AWS_MAX_ATTEMPTS="1")
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("destroy: Could not connect to the endpoint URL")
@@ -345,7 +343,7 @@ def test_an_unreachable_endpoint_is_one_line() -> None:
 
 
 def test_missing_credentials_are_one_line_through_make() -> None:
-    env = _env(AWS_REGION=REGION)
+    env = clean_env(AWS_REGION=REGION)
     del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
     result = make("destroy", env)
     assert result.returncode != 0

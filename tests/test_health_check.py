@@ -18,7 +18,6 @@ from local.aws.codedeploy import CodeDeployService
 
 APP = "phoenix-dev"
 GROUP = "phoenix-dev-sample-app"
-HOOK_EXECUTION_ID = "hook-execution-1"
 
 
 def base_env(production_url: str, test_url: str, **extra: str) -> dict[str, str]:

@@ -21,9 +21,9 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from local.aws.codedeploy import CodeDeployService
+from tests.commands import moto_endpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SITE_PACKAGES = Path(boto3.__file__).resolve().parent.parent
@@ -103,21 +103,18 @@ def run_zip(clean_runtime: tuple[Path, Path, Path], name: str, event: Any, env: 
 
 
 @pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def moto_url() -> Iterator[str]:
+    with moto_endpoint() as url:
+        yield url
 
 
-def aws_env(moto_endpoint: str, codedeploy_endpoint: str) -> dict[str, str]:
+def aws_env(moto_url: str, codedeploy_endpoint: str) -> dict[str, str]:
     return {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ENDPOINT_URL": moto_url,
         "AWS_ENDPOINT_URL_CODEDEPLOY": codedeploy_endpoint,
         "ENVIRONMENT": "dev",
         "CODEDEPLOY_APPLICATION": "phoenix-dev",
@@ -139,7 +136,7 @@ def group(codedeploy: CodeDeployService) -> CodeDeployService:
 
 def test_health_check_zip_answers_a_lifecycle_hook(
     clean_runtime: tuple[Path, Path, Path],
-    moto_endpoint: str,
+    moto_url: str,
     group: CodeDeployService,
     sample_app: Callable[..., str],
     load_event: Callable[[str], Any],
@@ -157,7 +154,7 @@ def test_health_check_zip_answers_a_lifecycle_hook(
     )
     url = sample_app()
     env = {
-        **aws_env(moto_endpoint, os.environ["AWS_ENDPOINT_URL_CODEDEPLOY"]),
+        **aws_env(moto_url, os.environ["AWS_ENDPOINT_URL_CODEDEPLOY"]),
         "PRODUCTION_URL": url,
         "TEST_URL": url,
         "VALIDATION_ROUNDS": "1",
@@ -169,16 +166,16 @@ def test_health_check_zip_answers_a_lifecycle_hook(
 
 def test_auto_rollback_zip_redeploys_the_last_good_revision(
     clean_runtime: tuple[Path, Path, Path],
-    moto_endpoint: str,
+    moto_url: str,
     group: CodeDeployService,
     load_event: Callable[[str], Any],
 ) -> None:
     group.seed_deployment("phoenix-dev", "phoenix-dev-sample-app", "v1", create_time=1000.0)
     group.seed_deployment("phoenix-dev", "phoenix-dev-sample-app", "v2", create_time=2000.0)
-    sns = boto3.client("sns", endpoint_url=moto_endpoint)
+    sns = boto3.client("sns", endpoint_url=moto_url)
     topic = sns.create_topic(Name="phoenix-dev-notifications")["TopicArn"]
     env = {
-        **aws_env(moto_endpoint, os.environ["AWS_ENDPOINT_URL_CODEDEPLOY"]),
+        **aws_env(moto_url, os.environ["AWS_ENDPOINT_URL_CODEDEPLOY"]),
         "ALARM_NAMES": "phoenix-dev-health-check-failed",
         "NOTIFICATIONS_TOPIC_ARN": topic,
     }
