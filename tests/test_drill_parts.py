@@ -3,6 +3,7 @@ configurations, CloudFormation of the types moto skips, the background loop, the
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -443,3 +444,27 @@ def test_a_replacement_target_counts_as_healthy_only_after_its_group_health_chec
 def test_alarms_are_evaluated_once_a_minute_as_aws_evaluates_standard_alarms() -> None:
     evaluator = AlarmEvaluator(cloudwatch=None, scale=TimeScale(factor=120), deliver_sns=lambda *_: None)
     assert evaluator._loop._every == TimeScale(factor=120).drill(60)
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "properties", "has_arn"),
+    [
+        ("AWS::CodeDeploy::Application", {"ApplicationName": "a", "ComputePlatform": "ECS"}, False),
+        ("AWS::CodeBuild::Project", {"Name": "b"}, True),
+    ],
+)
+def test_the_types_moto_skips_answer_only_the_get_att_attributes_aws_documents(
+    moto: None, resource_type: str, properties: dict[str, Any], has_arn: bool
+) -> None:
+    """AWS::CodeDeploy::Application has no Fn::GetAtt attribute on AWS; a CodeBuild project has Arn."""
+    body = {
+        "Resources": {"R": {"Type": resource_type, "Properties": properties}},
+        "Outputs": {"X": {"Value": {"Fn::GetAtt": ["R", "Arn"]}}},
+    }
+    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    if has_arn:
+        cfn.create_stack(StackName="s", TemplateBody=json.dumps(body))
+        assert cfn.describe_stacks(StackName="s")["Stacks"][0]["Outputs"][0]["OutputValue"].startswith("arn:")
+    else:
+        with pytest.raises(cfn.exceptions.ClientError, match="does not support attribute type Arn"):
+            cfn.create_stack(StackName="s", TemplateBody=json.dumps(body))

@@ -64,22 +64,27 @@ class SkippedType:
     name_property: str  # "" when the type has none (CloudFormation generates the name)
     arn: str  # format: {partition} {region} {account} {name} {id} and the resource's string properties
     ref: str = "name"  # what Ref returns: "name" or "arn"
+    # Fn::GetAtt attributes of the type (its CloudFormation "Return values"; only Arn is modelled): a template
+    # asking for one the type does not have fails here as it fails on AWS.
+    attributes: tuple[str, ...] = ("Arn",)
 
 
 SKIPPED = (
     SkippedType(
         "AWS::CloudWatch::Alarm", "AlarmName", "arn:{partition}:cloudwatch:{region}:{account}:alarm:{name}"
     ),
-    SkippedType("AWS::SNS::Subscription", "", "{TopicArn}:{id}", ref="arn"),
+    SkippedType("AWS::SNS::Subscription", "", "{TopicArn}:{id}", ref="arn", attributes=()),
     SkippedType(
         "AWS::CodeDeploy::Application",
         "ApplicationName",
         "arn:{partition}:codedeploy:{region}:{account}:application:{name}",
+        attributes=(),
     ),
     SkippedType(
         "AWS::CodeDeploy::DeploymentGroup",
         "DeploymentGroupName",
         "arn:{partition}:codedeploy:{region}:{account}:deploymentgroup:{ApplicationName}/{name}",
+        attributes=(),
     ),
     SkippedType(
         "AWS::CodeBuild::Project", "Name", "arn:{partition}:codebuild:{region}:{account}:project/{name}"
@@ -91,7 +96,10 @@ SKIPPED = (
         ref="arn",
     ),
     SkippedType(
-        "AWS::CodePipeline::Pipeline", "Name", "arn:{partition}:codepipeline:{region}:{account}:{name}"
+        "AWS::CodePipeline::Pipeline",
+        "Name",
+        "arn:{partition}:codepipeline:{region}:{account}:{name}",
+        attributes=(),  # only Version, not modelled
     ),
 )
 
@@ -143,14 +151,14 @@ class _Reference:
 
     @classmethod
     def has_cfn_attr(cls, attr: str) -> bool:
-        return attr == "Arn"
+        return attr in cls.SPEC.attributes
 
     @property
     def physical_resource_id(self) -> str:
         return self.resource.arn if self.SPEC.ref == "arn" else self.resource.name
 
     def get_cfn_attribute(self, attribute_name: str) -> str:
-        if attribute_name == "Arn":
+        if attribute_name in self.SPEC.attributes:
             return self.resource.arn
         raise UnformattedGetAttTemplateException()
 
