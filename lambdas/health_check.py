@@ -15,13 +15,19 @@ Two triggers, one function:
   the replacement through TEST_URL in rounds until `verdict(rounds, config, remaining)` (pure: VERDICT_RULES)
   says Succeeded or Failed: Failed once ALARM_THRESHOLD rounds failed, when the last round failed, when no
   round fitted in the time, or on its own errors; otherwise Succeeded after VALIDATION_ROUNDS rounds,
-  VALIDATION_INTERVAL_SECONDS apart. It ALWAYS answers PutLifecycleEventHookExecutionStatus, and before the
-  function's own deadline: it stops probing ANSWER_RESERVE_MS early, the longest the answer can take with
-  every retry of its client (phoenix_common.worst_case_call_seconds), and within DEPLOYMENT_TIMEOUT.
+  VALIDATION_INTERVAL_SECONDS apart. It runs right after AllowTestTraffic put the replacement's target group
+  behind the test listener, whose targets are `initial` until they pass the ALB's health checks; meanwhile the
+  ALB itself answers 503 (`Server: awselb/...`). Rounds in which every probe got that 503, before any round
+  reached a target and within TARGET_READY_SECONDS of the first round, mean "not routable yet": neither failed
+  nor counted, probed again after the interval; after that window they fail. It ALWAYS answers
+  PutLifecycleEventHookExecutionStatus, and before the function's own deadline: it stops probing
+  ANSWER_RESERVE_MS early, the longest the answer can take with every retry of its client
+  (phoenix_common.worst_case_call_seconds), and within DEPLOYMENT_TIMEOUT.
 
 A probe is one GET of HEALTH_PATH with connect and read timeouts; it passes on HTTP 200 with a JSON body
-{"status": "healthy"} within MAX_LATENCY_P95_MS. Timeouts, refused connections, resets, DNS failures and
-garbage bodies fail with their reason. A round runs PROBE_COUNT probes per listener concurrently and fails
+{"status": "healthy"} within MAX_LATENCY_P95_MS. Timeouts, refused connections, resets, DNS failures,
+garbage bodies and 503s of the load balancer itself (on the schedule too: production without a healthy target
+is an outage) fail with their reason. A round runs PROBE_COUNT probes per listener concurrently and fails
 when the error rate exceeds MAX_ERROR_RATE percent or the p95 latency exceeds MAX_LATENCY_P95_MS.
 
 Anything else as event is logged as rejected and answered without calling AWS. Configuration and clients are
@@ -40,7 +46,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 import phoenix_common as common
@@ -84,6 +90,11 @@ PERMANENT_HOOK_ERRORS = frozenset(
         "UnsupportedActionForDeploymentTypeException",
     }
 )
+# What an Application Load Balancer sends as `Server` on the responses it generates itself (its 503 when no
+# target may receive the request included); a target's responses keep the target's own headers.
+LOAD_BALANCER_SERVER = "awselb/"
+# TARGET_READY_SECONDS' bounds: CodeDeploy waits at most an hour for a lifecycle hook's answer.
+TARGET_READY_MAX_SECONDS = 3600
 Listener = Literal["production", "test"]
 Trigger = Literal["hook", "schedule", "rejected"]
 
@@ -103,6 +114,7 @@ class Config:
     max_latency_p95_ms: float
     validation_rounds: int
     validation_interval_seconds: float
+    target_ready_seconds: float
 
     @property
     def round_budget_s(self) -> float:
@@ -131,6 +143,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         validation_interval_seconds=env_number(
             env, "VALIDATION_INTERVAL_SECONDS", 10.0, minimum=0, maximum=300
         ),
+        target_ready_seconds=target_ready_seconds(env),
     )
     if config.probe_connect_timeout + config.probe_read_timeout >= config.service.health_check_interval:
         raise ConfigError(
@@ -138,6 +151,21 @@ def load_config(env: Mapping[str, str]) -> Config:
             f"({config.service.health_check_interval} s) so that a scheduled run ends before the next starts"
         )
     return config
+
+
+def target_ready_seconds(env: Mapping[str, str]) -> float:
+    """TARGET_READY_SECONDS (default 90): a number of seconds above 0, at most TARGET_READY_MAX_SECONDS."""
+    message = (
+        f"TARGET_READY_SECONDS must be a number of seconds above 0 and at most {TARGET_READY_MAX_SECONDS}, "
+        f"got {env.get('TARGET_READY_SECONDS', '').strip()!r}"
+    )
+    try:
+        value = env_number(env, "TARGET_READY_SECONDS", 90.0, minimum=0, maximum=TARGET_READY_MAX_SECONDS)
+    except ConfigError:
+        raise ConfigError(message) from None
+    if value <= 0:
+        raise ConfigError(message)
+    return value
 
 
 # Built on first use: the configuration (ConfigError names the variable) and the clients.
@@ -152,6 +180,8 @@ class Probe:
     ok: bool
     latency_ms: float
     reason: str  # "ok" or why it failed
+    # The load balancer itself answered 503 (`Server: awselb/...`): no target may receive requests yet.
+    load_balancer_503: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,6 +192,13 @@ class Round:
     error_rate: float
     latency_p95_ms: float
     failed: bool
+    # Hook only: seconds from the start of the hook's first round to the start of this one.
+    at: float = 0.0
+
+    @property
+    def not_ready(self) -> bool:
+        """Every probe got the load balancer's own 503: no target of the group is routable yet."""
+        return bool(self.probes) and all(p.load_balancer_503 for p in self.probes)
 
     def summary(self) -> dict[str, Any]:
         reasons = Counter(p.reason for p in self.probes if not p.ok)
@@ -196,6 +233,8 @@ def probe(url: str, config: Config) -> Probe:  # noqa: PLR0911 - one return per 
     except requests.exceptions.RequestException as exc:
         return Probe(False, _elapsed_ms(start), f"request error: {type(exc).__name__}")
     latency = _elapsed_ms(start)
+    if response.status_code == 503 and from_load_balancer(response):
+        return Probe(False, latency, "HTTP 503 from the load balancer", load_balancer_503=True)
     if response.status_code != 200:
         return Probe(False, latency, f"HTTP {response.status_code}")
     try:
@@ -207,6 +246,11 @@ def probe(url: str, config: Config) -> Probe:  # noqa: PLR0911 - one return per 
     if latency > config.max_latency_p95_ms:
         return Probe(False, latency, "too slow")
     return Probe(True, latency, "ok")
+
+
+def from_load_balancer(response: requests.Response) -> bool:
+    """Whether the response was generated by the load balancer itself, not by a target behind it."""
+    return response.headers.get("Server", "").strip().lower().startswith(LOAD_BALANCER_SERVER)
 
 
 def _elapsed_ms(start: float) -> float:
@@ -396,15 +440,44 @@ Verdict = Succeeded | Failed | ProbeAgain
 
 @dataclass(frozen=True)
 class Tally:
-    """What the verdict reads: the rounds so far, the configuration, the seconds left before the deadline."""
+    """What the verdict reads: the rounds so far (each with `at`, seconds since the first), the configuration,
+    the seconds left before the deadline."""
 
     rounds: tuple[Round, ...]
     config: Config
     remaining: float
 
     @property
+    def waited(self) -> int:
+        """How many leading rounds found no routable target within TARGET_READY_SECONDS of the first round:
+        the targets were still in the ALB's initial health checks. Neither failed nor counted."""
+        return next(
+            (
+                i
+                for i, r in enumerate(self.rounds)
+                if not (r.not_ready and r.at <= self.config.target_ready_seconds)
+            ),
+            len(self.rounds),
+        )
+
+    @property
+    def counted(self) -> tuple[Round, ...]:
+        """The validation rounds: all but the waited ones."""
+        return self.rounds[self.waited :]
+
+    @property
     def failures(self) -> int:
-        return sum(r.failed for r in self.rounds)
+        """Counted rounds that failed; a not-ready round counted is a failed one whatever MAX_ERROR_RATE."""
+        return sum(r.failed or r.not_ready for r in self.counted)
+
+    @property
+    def routed(self) -> bool:
+        """Some round reached a target (not every probe got the load balancer's 503)."""
+        return any(not r.not_ready for r in self.rounds)
+
+    @property
+    def not_ready_reason(self) -> str:
+        return f"no healthy target behind the test listener after {self.rounds[-1].at:.0f} s"
 
     @property
     def threshold(self) -> int:
@@ -421,19 +494,24 @@ class Tally:
 
 # In this order, the first that holds.
 VERDICT_RULES: Final[tuple[tuple[Callable[[Tally], bool], Callable[[Tally], Verdict]], ...]] = (
+    (lambda t: t.failures >= t.threshold and not t.routed, lambda t: Failed(t.not_ready_reason)),
     (
         lambda t: t.failures >= t.threshold,
-        lambda t: Failed(f"{t.failures} of {len(t.rounds)} validation rounds failed"),
+        lambda t: Failed(f"{t.failures} of {len(t.counted)} validation rounds failed"),
     ),
     (
-        lambda t: len(t.rounds) < t.config.validation_rounds and t.remaining >= t.config.round_budget_s,
+        lambda t: len(t.counted) < t.config.validation_rounds and t.remaining >= t.config.round_budget_s,
         lambda t: ProbeAgain(t.pause),
     ),
     (lambda t: not t.rounds, lambda t: Failed("no time left to validate the replacement")),
-    (lambda t: t.rounds[-1].failed, lambda t: Failed("the last validation round failed")),
+    (lambda t: not t.routed, lambda t: Failed(t.not_ready_reason)),
+    (
+        lambda t: t.counted[-1].failed or t.counted[-1].not_ready,
+        lambda t: Failed("the last validation round failed"),
+    ),
     (
         lambda t: True,
-        lambda t: Succeeded(f"{len(t.rounds) - t.failures} of {len(t.rounds)} validation rounds passed"),
+        lambda t: Succeeded(f"{len(t.counted) - t.failures} of {len(t.counted)} validation rounds passed"),
     ),
 )
 
@@ -446,14 +524,19 @@ def verdict(rounds: Sequence[Round], config: Config, remaining: float) -> Verdic
 
 # --------------------------------------------------------------------------------------------- hook
 def validate_replacement(config: Config, deadline: float) -> tuple[Answer, list[Round]]:
-    """Probe rounds against the test listener until a verdict, before `deadline` (monotonic seconds)."""
+    """Probe rounds against the test listener until a verdict, before `deadline` (monotonic seconds); each
+    round carries `at`, the seconds since the first round started."""
     rounds: list[Round] = []
+    first: float | None = None
     while True:
         result = verdict(rounds, config, deadline - time.monotonic())
         if not isinstance(result, ProbeAgain):
             return result, rounds
         time.sleep(result.pause)
-        rounds.append(probe_round({"test": config.test_url}, config)["test"])
+        started = time.monotonic()
+        first = started if first is None else first
+        taken = probe_round({"test": config.test_url}, config)["test"]
+        rounds.append(replace(taken, at=started - first))
 
 
 def run_hook(deployment_id: str, execution_id: str, context: LambdaContext) -> dict[str, Any]:
@@ -479,7 +562,7 @@ def run_hook(deployment_id: str, execution_id: str, context: LambdaContext) -> d
         deploymentId=deployment_id,
         status=answer.status,
         reason=answer.reason,
-        rounds=[r.summary() for r in rounds],
+        rounds=[{**r.summary(), "at_s": round(r.at, 1), "not_ready": r.not_ready} for r in rounds],
     )
     try:
         codedeploy().put_lifecycle_event_hook_execution_status(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 
@@ -96,6 +98,14 @@ def decisions(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
         ("MAX_ERROR_RATE", "150", "MAX_ERROR_RATE must be a number"),
         ("HEALTH_CHECK_INTERVAL", "-5", "HEALTH_CHECK_INTERVAL must be a whole number"),
         ("PROBE_READ_TIMEOUT", "60", "PROBE_CONNECT_TIMEOUT + PROBE_READ_TIMEOUT must stay below"),
+        *(
+            (
+                "TARGET_READY_SECONDS",
+                bad,
+                f"TARGET_READY_SECONDS must be a number of seconds above 0 and at most 3600, got {bad!r}",
+            )
+            for bad in ("0", "0.0", "-5", "ninety", "nan", "inf", "3601")
+        ),
     ],
 )
 def test_bad_configuration_names_the_variable(
@@ -104,6 +114,17 @@ def test_bad_configuration_names_the_variable(
     module = load_lambda("health_check", base_env("http://a.example", "http://a.example:8080"))
     with pytest.raises(module.ConfigError, match=re.escape(message)):
         module.load_config({**base_env("http://a.example", "http://a.example:8080"), variable: value})
+
+
+def test_target_ready_seconds_defaults_to_90_and_takes_any_positive_number_of_seconds(
+    load_lambda: Callable[[str, dict[str, str]], ModuleType],
+) -> None:
+    env = base_env("http://a.example", "http://a.example:8080")
+    module = load_lambda("health_check", env)
+    assert module.load_config(env).target_ready_seconds == 90.0
+    assert module.load_config({**env, "TARGET_READY_SECONDS": " "}).target_ready_seconds == 90.0
+    assert module.load_config({**env, "TARGET_READY_SECONDS": "0.5"}).target_ready_seconds == 0.5
+    assert module.load_config({**env, "TARGET_READY_SECONDS": "3600"}).target_ready_seconds == 3600.0
 
 
 def test_a_bad_variable_is_logged_and_answered_not_raised_on_a_schedule(
@@ -166,6 +187,77 @@ def test_probe_fails_on_dns_failure(checker: ModuleType) -> None:
     result = checker.probe("http://phoenix-does-not-exist.invalid/health", checker.config())
     assert not result.ok
     assert result.reason in {"DNS failure", "connect timeout"}
+
+
+class _ListenerServer(ThreadingHTTPServer):
+    """A test listener: the first `unready` requests get a 503 (from the load balancer itself when `server` is
+    the ALB's), the later ones the replacement's healthy answer."""
+
+    daemon_threads = True
+
+    def __init__(self, unready: int, server: str) -> None:
+        super().__init__(("127.0.0.1", 0), _ListenerHandler)
+        self.unready, self.server_header, self.served = unready, server, 0
+        self.lock = threading.Lock()
+
+
+class _ListenerHandler(BaseHTTPRequestHandler):
+    server: _ListenerServer
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            index, self.server.served = self.server.served, self.server.served + 1
+        if index < self.server.unready:
+            code, server, body = (
+                503,
+                self.server.server_header,
+                b"<html>503 Service Temporarily Unavailable</html>",
+            )
+        else:
+            code, server, body = 200, "phoenix-sample-app", json.dumps({"status": "healthy"}).encode()
+        self.send_response_only(code)
+        self.send_header("Server", server)
+        self.send_header("Content-Type", "application/json" if code == 200 else "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+ALB = "awselb/2.0"  # what an Application Load Balancer sends as Server on the responses it generates
+
+
+@pytest.fixture
+def listener() -> Iterator[Callable[..., str]]:
+    """`listener(unready=8, server=ALB)` -> base URL of a 127.0.0.1 server answering 503 with that Server
+    header to its first `unready` requests (forever with -1), then 200 {"status": "healthy"}."""
+    servers: list[_ListenerServer] = []
+
+    def start(unready: int, server: str = ALB) -> str:
+        httpd = _ListenerServer(10**9 if unready < 0 else unready, server)
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_port}"
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.mark.parametrize(
+    ("server", "reason", "from_load_balancer"),
+    [(ALB, "HTTP 503 from the load balancer", True), ("phoenix-sample-app", "HTTP 503", False)],
+    ids=["load-balancer", "target"],
+)
+def test_probe_tells_the_load_balancers_503_from_the_targets(
+    checker: ModuleType, listener: Callable[..., str], server: str, reason: str, from_load_balancer: bool
+) -> None:
+    result = checker.probe(listener(-1, server) + "/health", checker.config())
+    assert not result.ok
+    assert (result.reason, result.load_balancer_503) == (reason, from_load_balancer)
 
 
 def test_round_counts_error_rate_and_fails_above_threshold(checker: ModuleType, hanging_server: str) -> None:
@@ -259,6 +351,18 @@ def test_scheduled_run_reports_unhealthy_production_and_probes_test_during_a_dep
     assert metric_values("HealthCheckFailed", **dims, Listener="test") == [0.0]
 
 
+def test_scheduled_run_reports_production_unhealthy_when_the_load_balancer_answers_503(
+    harness: Harness, listener: Callable[..., str]
+) -> None:
+    """Outside the hook the ALB's own 503 is no reason to wait: production without a healthy target is out."""
+    module = harness.function(listener(-1), harness.healthy)
+    result = module.lambda_handler(harness.event("eventbridge-scheduled"), harness.context())
+    assert result["verdict"] == "unhealthy"
+    dims = {"Service": "sample-app", "Environment": "dev"}
+    assert metric_values("HealthCheckFailed", **dims) == [1.0]
+    assert metric_values("ErrorRate", **dims, Listener="production") == [100.0]
+
+
 @pytest.mark.parametrize(
     ("age_s", "bake", "overdue"),
     [(None, False, 0.0), (100, False, 0.0), (1000, False, 1.0), (1000, True, 0.0)],
@@ -307,6 +411,65 @@ def test_hook_answers_failed_for_an_unhealthy_replacement_and_codedeploy_rolls_b
     assert deployment["errorInformation"]["code"] == "HOOK_EXECUTION_FAILURE"
     rollback = harness.service.get(deployment["rollbackInfo"]["rollbackDeploymentId"])
     assert rollback["creator"] == "codeDeployRollback"
+
+
+def test_hook_waits_for_the_replacement_to_be_routable_then_answers_succeeded(
+    harness: Harness, listener: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """AllowTestTraffic has just put the replacement's target group behind the test listener: its targets are
+    in the ALB's initial health checks and the ALB answers 503 itself for the first two rounds (4 probes
+    each). Those rounds are neither failed nor counted: VALIDATION_ROUNDS (2) routable rounds follow."""
+    caplog.set_level(logging.INFO)
+    event, deployment_id = harness.hook()
+    test_url = listener(8)
+    module = harness.function(harness.healthy, test_url)
+    result = module.lambda_handler(event, harness.context())
+    assert (result["status"], result["reason"]) == ("Succeeded", "2 of 2 validation rounds passed")
+    assert harness.service.hook_status(event["LifecycleEventHookExecutionId"]) == "Succeeded"
+    assert harness.service.get(deployment_id)["status"] == "InProgress"
+    [line] = [d for d in decisions(caplog) if d["decision"] == "lifecycle hook verdict"]
+    assert [r["not_ready"] for r in line["rounds"]] == [True, True, False, False]
+    assert line["rounds"][0]["failures"] == {"HTTP 503 from the load balancer": 4}
+
+
+def test_hook_still_fails_a_replacement_that_answers_503_itself(
+    harness: Harness, listener: Callable[..., str]
+) -> None:
+    """The same 503s from the target (no `Server: awselb/...`): the replacement is broken, as before."""
+    event, deployment_id = harness.hook()
+    module = harness.function(harness.healthy, listener(8, server="phoenix-sample-app"))
+    result = module.lambda_handler(event, harness.context())
+    assert (result["status"], result["reason"]) == ("Failed", "2 of 2 validation rounds failed")
+    assert harness.service.get(deployment_id)["errorInformation"]["code"] == "HOOK_EXECUTION_FAILURE"
+
+
+def test_hook_fails_when_no_target_becomes_routable_within_target_ready_seconds(
+    harness: Harness, listener: Callable[..., str]
+) -> None:
+    event, _ = harness.hook()
+    module = harness.function(
+        harness.healthy, listener(-1), VALIDATION_INTERVAL_SECONDS="0.2", TARGET_READY_SECONDS="0.5"
+    )
+    started = time.monotonic()
+    result = module.lambda_handler(event, harness.context())
+    assert result["status"] == "Failed"
+    assert re.fullmatch(r"no healthy target behind the test listener after \d+ s", result["reason"])
+    assert harness.service.hook_status(event["LifecycleEventHookExecutionId"]) == "Failed"
+    assert time.monotonic() - started < 10
+
+
+def test_hook_waiting_for_a_routable_target_still_answers_before_the_deadline(
+    harness: Harness, listener: Callable[..., str]
+) -> None:
+    """TARGET_READY_SECONDS (90 by default) longer than the time the function has: the deadline wins."""
+    event, _ = harness.hook()
+    module = harness.function(harness.healthy, listener(-1), VALIDATION_INTERVAL_SECONDS="0.5")
+    context = harness.context(timeout_ms=module.ANSWER_RESERVE_MS + 4000)
+    result = module.lambda_handler(event, context)
+    assert result["status"] == "Failed"
+    assert result["reason"].startswith("no healthy target behind the test listener after ")
+    assert harness.service.hook_status(event["LifecycleEventHookExecutionId"]) == "Failed"
+    assert context.get_remaining_time_in_millis() > 0
 
 
 def test_hook_against_a_hanging_replacement_still_answers_failed_before_the_deadline(

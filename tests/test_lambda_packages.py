@@ -36,7 +36,7 @@ import phoenix_common
 class Context:
     aws_request_id = "package-test"
     def __init__(self):
-        self.deadline = time.monotonic() + 120  # the functions' Timeout in the template
+        self.deadline = time.monotonic() + 120  # the shorter of the functions' Timeouts in the template
     def get_remaining_time_in_millis(self):
         return int((self.deadline - time.monotonic()) * 1000)
 
