@@ -4,6 +4,8 @@ Fault injection lets a drill ship a bad release on purpose. Every fault is off u
 variable is set, and a value that makes no sense stops the app at start with a message naming the variable:
 
 - FAULT_HEALTH_FAIL=true      /health answers 500 {"status": "unhealthy"}
+- FAULT_HEALTH_DEGRADED=true  /health answers 200 {"status": "degraded"} (a dependency down: load balancers
+                              and container checks that read only the status code still pass it)
 - FAULT_ERROR_RATE=0.0..1.0   that share of requests to the other endpoints answers 500
 - FAULT_LATENCY_MS=N          every response, /health included, waits N milliseconds first
 - FAULT_AFTER_SECONDS=N       the faults above switch on N seconds after the app starts (default 0)
@@ -32,6 +34,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class FaultConfig:
     health_fail: bool = False
+    health_degraded: bool = False
     error_rate: float = 0.0
     latency_ms: int = 0
     after_seconds: float = 0.0
@@ -41,6 +44,7 @@ class FaultConfig:
     def from_env(cls, env: Mapping[str, str]) -> FaultConfig:
         return cls(
             health_fail=_flag(env, "FAULT_HEALTH_FAIL"),
+            health_degraded=_flag(env, "FAULT_HEALTH_DEGRADED"),
             error_rate=_number(env, "FAULT_ERROR_RATE", 0.0, upper=1.0),
             latency_ms=int(_number(env, "FAULT_LATENCY_MS", 0, integer=True)),
             after_seconds=_number(env, "FAULT_AFTER_SECONDS", 0.0),
@@ -111,6 +115,8 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     def health() -> Response | tuple[Response, int]:
         if faults.health_fail and faults_on():
             return jsonify(status="unhealthy", version=version), 500
+        if faults.health_degraded and faults_on():
+            return jsonify(status="degraded", version=version)
         return jsonify(status="healthy", version=version)
 
     return app

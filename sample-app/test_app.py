@@ -42,6 +42,14 @@ def test_health_fault_answers_500_but_other_endpoints_work(make_client: Client) 
     assert client.get("/").status_code == 200
 
 
+def test_degraded_health_answers_200_but_says_degraded(make_client: Client) -> None:
+    client = make_client(FAULT_HEALTH_DEGRADED="true")
+    health = client.get("/health")
+    assert health.status_code == 200
+    assert health.json == {"status": "degraded", "version": "abc1234"}
+    assert client.get("/").status_code == 200
+
+
 def test_error_rate_one_fails_every_request_but_health(make_client: Client) -> None:
     client = make_client(FAULT_ERROR_RATE="1")
     assert [client.get("/").status_code for _ in range(20)] == [500] * 20
@@ -106,6 +114,7 @@ def test_faults_switch_on_after_the_delay(make_client: Client, monkeypatch: pyte
         ("FAULT_LATENCY_MS", "2.5", "FAULT_LATENCY_MS must be a whole number of 0 or more"),
         ("FAULT_AFTER_SECONDS", "later", "FAULT_AFTER_SECONDS must be a number of 0 or more"),
         ("FAULT_HEALTH_FAIL", "maybe", "FAULT_HEALTH_FAIL must be true or false, got 'maybe'"),
+        ("FAULT_HEALTH_DEGRADED", "2", "FAULT_HEALTH_DEGRADED must be true or false, got '2'"),
         ("FAULT_SEED", "x", "FAULT_SEED must be a whole number of 0 or more"),
     ],
 )
