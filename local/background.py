@@ -9,10 +9,11 @@ periodic background step, `ServerThread` a loopback HTTP server on its own threa
 
 A `Loop` calls `step` on its own daemon thread every `every` seconds until it is stopped: after a pause of
 `every` from the end of the previous step, or, with `fixed_rate`, on a fixed schedule (an open-loop arrival
-process keeps its rate even when a step runs late). An exception in a step is logged with its traceback and
-the loop goes on: one failed evaluation, publication or poll does not end a stand-in's loop. `final` runs
-once after the last step (a last flush). `stop()` asks the thread to end, waits at most `timeout` seconds for
-it and may be called more than once.
+process keeps its rate even when a step runs late). `clock` is what `every` is measured on: the monotonic
+clock, or the stand-in's AWS clock (`TimeScale.now`), which stands still while it is held. An exception in a
+step is logged with its traceback and the loop goes on: one failed evaluation, publication or poll does not
+end a stand-in's loop. `final` runs once after the last step (a last flush). `stop()` asks the thread to end,
+waits at most `timeout` seconds for it and may be called more than once.
 """
 
 from __future__ import annotations
@@ -57,12 +58,14 @@ class Loop(Lifecycle):
         *,
         fixed_rate: bool = False,
         final: Callable[[], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self._step = step
         self._every = every
         self._fixed_rate = fixed_rate
         self._final = final
+        self._clock = clock
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -76,10 +79,14 @@ class Loop(Lifecycle):
             self._thread.join(timeout=timeout)
 
     def _run(self) -> None:
-        due = time.monotonic() + self._every
-        while not self._stopping.wait(max(0.0, due - time.monotonic())):
+        due = self._clock() + self._every
+        # A held clock runs slower than the wall clock, never faster: waiting the clock's remaining time in
+        # wall seconds may wake early (then it waits again), never late.
+        while not self._stopping.wait(max(0.0, due - self._clock())):
+            if self._clock() < due:
+                continue
             self._call(self._step)
-            due = due + self._every if self._fixed_rate else time.monotonic() + self._every
+            due = due + self._every if self._fixed_rate else self._clock() + self._every
         if self._final is not None:
             self._call(self._final)
 

@@ -356,6 +356,26 @@ def teach_moto() -> None:
     parsing.clean_json = resolve
     for model, attributes in ATTRIBUTES.items():
         _teach_attributes(model, attributes)
+    _teach_target_group_attributes()
+
+
+def _teach_target_group_attributes() -> None:
+    """moto's TargetGroup from CloudFormation ignores TargetGroupAttributes (the deregistration delay the
+    template sets would stay moto's 300 s): apply them, as CreateTargetGroup + ModifyTargetGroupAttributes."""
+    create = FakeTargetGroup.create_from_cloudformation_json
+    if getattr(create, "phoenix_taught", False):
+        return
+
+    def create_with_attributes(
+        cls: type, name: str, cloudformation_json: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        group = create.__func__(cls, name, cloudformation_json, *args, **kwargs)  # type: ignore[attr-defined]
+        for item in cloudformation_json.get("Properties", {}).get("TargetGroupAttributes") or []:
+            group.attributes[str(item["Key"])] = str(item["Value"])
+        return group
+
+    create_with_attributes.phoenix_taught = True  # type: ignore[attr-defined]
+    setattr(FakeTargetGroup, "create_from_cloudformation_json", classmethod(create_with_attributes))  # noqa: B010
 
 
 teach_moto()

@@ -61,7 +61,8 @@ class Scheduler(Lifecycle):
             arns = [t["Arn"] for t in targets if ":lambda:" in t["Arn"]]
             every = self._scale.drill(rate_seconds(rule["ScheduleExpression"]))
             fire = functools.partial(self._fire, rule["Arn"], arns)
-            self._loops.append(Loop(f"schedule-{rule['Name']}", fire, every, fixed_rate=True).start())
+            loop = Loop(f"schedule-{rule['Name']}", fire, every, fixed_rate=True, clock=self._scale.now)
+            self._loops.append(loop.start())
         return self
 
     def _fire(self, rule_arn: str, arns: list[str]) -> None:

@@ -6,7 +6,7 @@ import logging
 import os
 import urllib.request
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -15,8 +15,15 @@ import boto3
 from botocore.config import Config
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+from local.timescale import TimeScale
+
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
+# botocore's User-Agent inside Lambda (AWS_EXECUTION_ENV=AWS_Lambda_<runtime>, which Lambda sets).
+LAMBDA_USER_AGENT = "exec-env/AWS_Lambda"
+# What one API call of a function costs in AWS time: AWS publishes no latency figure; 0.2 s is the slow end of
+# what a regional API answers in (a figure can only come out later for it, never sooner).
+API_LATENCY_SECONDS = 0.2
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -64,6 +71,33 @@ class Aws:
         return Aws(self.endpoint, endpoint, self.region)
 
 
+@contextmanager
+def lambda_api_call(scale: TimeScale | None, user_agent: str) -> Iterator[None]:
+    """Serve one API call. A Lambda function's call costs API_LATENCY_SECONDS of AWS time, whatever the
+    stand-in takes to serve it: the clock is held while it is served (a function runs against its scaled
+    Timeout, and the machine's serving time is not AWS's)."""
+    if scale is None or LAMBDA_USER_AGENT not in user_agent:
+        yield
+        return
+    try:
+        with scale.hold("API call from a Lambda function", record=False):
+            yield
+    finally:  # an error answer costs the latency too
+        scale.sleep(scale.drill(API_LATENCY_SECONDS))
+
+
+class _LambdaCalls:
+    """WSGI middleware: moto's answers to Lambda functions through `lambda_api_call`."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], scale: TimeScale) -> None:
+        self._app = app
+        self._scale = scale
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with lambda_api_call(self._scale, str(environ.get("HTTP_USER_AGENT", ""))):
+            return list(self._app(environ, start_response))
+
+
 def _clean_env() -> None:
     """Keep the drill's own boto3 away from a developer's real account and profiles."""
     for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
@@ -73,8 +107,9 @@ def _clean_env() -> None:
 
 
 @contextmanager
-def moto_server(extra_env: Mapping[str, str] | None = None) -> Iterator[Aws]:
-    """Run moto on a free loopback port for the duration of the block; backends and environment are reset."""
+def moto_server(extra_env: Mapping[str, str] | None = None, scale: TimeScale | None = None) -> Iterator[Aws]:
+    """Run moto on a free loopback port for the duration of the block; backends and environment are reset.
+    With `scale`, Lambda functions' calls are served off the AWS clock (`lambda_api_call`)."""
     saved = dict(os.environ)
     _clean_env()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -85,6 +120,8 @@ def moto_server(extra_env: Mapping[str, str] | None = None) -> Iterator[Aws]:
         os.environ[key] = value
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    if scale is not None and server._server is not None:  # moto keeps its WSGI server private
+        server._server.app = _LambdaCalls(server._server.app, scale)
     try:
         host, port = server.get_host_and_port()
         yield Aws(endpoint=f"http://{host}:{port}")

@@ -35,16 +35,20 @@ from local.aws.sns import SnsDelivery
 from local.background import Lifecycle, Loop
 from local.timescale import TimeScale
 from scripts.deploy import LAMBDAS, Names, lambda_sources, write_zip
-from scripts.stacks import CLUSTER, LAMBDA, PIPELINE, ROOT, tags
+from scripts.stacks import CLUSTER, LAMBDA, PIPELINE, ROOT, load_template, tags
 
 # Lambda environment values that are AWS durations: divided by the time-scale factor (whole seconds where the
 # function wants an integer). Network timeouts are scaled with the floor. Everything else is the template's.
 SCALED_SECONDS = {
     "VALIDATION_INTERVAL_SECONDS": False,
+    "TARGET_READY_SECONDS": False,
     "ROLLBACK_COOLDOWN_SECONDS": True,
     "DEPLOYMENT_TIMEOUT": True,
 }
 NETWORK_SECONDS = ("PROBE_CONNECT_TIMEOUT", "PROBE_READ_TIMEOUT")
+# The ALB's idle timeout (AWS's default, 60 s: the template does not change it); users wait a little longer,
+# so a target that never answers costs them the ALB's 504.
+ALB_IDLE_TIMEOUT_SECONDS = 60.0
 
 
 def _render_module() -> Any:
@@ -91,7 +95,7 @@ class World(Lifecycle):
         self._events_lock = threading.Lock()
         self._exit = ExitStack()
         self._release = 0
-        self.user_timeout = 2.0
+        self.user_timeout = 1.5 * scale.network(ALB_IDLE_TIMEOUT_SECONDS)
         self._render = _render_module()
 
     # ------------------------------------------------------------------ timeline
@@ -137,9 +141,9 @@ class World(Lifecycle):
         self._exit.close()
 
     def _start(self) -> None:  # noqa: PLR0915 - the stand-in, piece by piece
-        aws = self._exit.enter_context(moto_server())
+        aws = self._exit.enter_context(moto_server(scale=self.scale))
         self.service = CodeDeployService(clock=time.time)
-        server = self._exit.enter_context(CodeDeployServer(self.service))
+        server = self._exit.enter_context(CodeDeployServer(self.service, scale=self.scale))
         self.aws = aws.with_codedeploy(server.endpoint_url)
         self.cloudwatch = self.aws.client("cloudwatch")
         self.elbv2 = self.aws.client("elbv2")
@@ -201,15 +205,22 @@ class World(Lifecycle):
                 self.cloudwatch,
                 self.lb_arn,
                 {80: self.prod_listener, 8080: self.test_listener},
-                metric_period=self.scale.drill(60),
-                idle_timeout=max(self.scale.network(60), 2 * self.user_timeout),
+                scale=self.scale,
+                idle_timeout=self.scale.network(ALB_IDLE_TIMEOUT_SECONDS),
             )
         )
         self.production_url = self.alb.url(80)
         self.test_url = self.alb.url(8080)
-        self.runner = self._exit.enter_context(TaskRunner(self.ecs, self.elbv2))
+        self.runner = self._exit.enter_context(TaskRunner(self.ecs, self.elbv2, self.scale, emit=self.emit))
         self.runtime = self._exit.enter_context(
-            LambdaRuntime(self.aws, self.code_dirs, log=self._lambda_log, env_overrides=self._lambda_env)
+            LambdaRuntime(
+                self.aws,
+                self.code_dirs,
+                log=self._lambda_log,
+                env_overrides=self._lambda_env,
+                scale=self.scale,
+                dead_letters=self._dead_letters(),
+            )
         )
         self.runtime.load()
         self.sns_delivery = SnsDelivery(self.aws, self.runtime)
@@ -218,6 +229,7 @@ class World(Lifecycle):
             ecs=self.ecs,
             cloudwatch=self.cloudwatch,
             runner=self.runner,
+            target_states=self.alb.target_states,
             invoke=lambda fn, event: self.runtime.invoke_async(fn, event, source="codedeploy-hook"),
             publish=self.sns_delivery.publish,
             scale=self.scale,
@@ -236,6 +248,24 @@ class World(Lifecycle):
             Scheduler(self.aws.client("events"), self.runtime, self.scale)
         )
         self._exit.enter_context(Loop("inbox", self._read_inbox, every=0.05))
+
+    def _dead_letters(self) -> dict[str, str]:
+        """Function name -> its DeadLetterConfig TargetArn, from the Lambda stack's template (moto keeps no
+        DeadLetterConfig; the runtime delivers failed asynchronous events there)."""
+        summaries = self.aws.client("cloudformation").list_stack_resources(StackName=LAMBDA.name)
+        physical = {
+            r["LogicalResourceId"]: r["PhysicalResourceId"] for r in summaries["StackResourceSummaries"]
+        }
+        out = {}
+        for logical, resource in load_template(LAMBDA.template)["Resources"].items():
+            target = (resource.get("Properties", {}).get("DeadLetterConfig") or {}).get("TargetArn")
+            if resource["Type"] != "AWS::Lambda::Function" or not isinstance(target, dict):
+                continue
+            get_att = target["Fn::GetAtt"]  # !GetAtt Queue.Arn (a string) or [Queue, Arn]
+            queue = str(get_att[0] if isinstance(get_att, list) else get_att.split(".")[0])
+            arn = self.sqs.get_queue_attributes(QueueUrl=physical[queue], AttributeNames=["QueueArn"])
+            out[physical[logical]] = arn["Attributes"]["QueueArn"]
+        return out
 
     def _target_group_arn(self, name: str) -> str:
         return str(self.elbv2.describe_target_groups(Names=[name])["TargetGroups"][0]["TargetGroupArn"])
@@ -348,8 +378,13 @@ class World(Lifecycle):
     def _bootstrap(self) -> None:
         """The first release, v1, serving: its tasks in the blue target group, its deployment in history."""
         arn, appspec = self.register_release("v1")
-        tasks = self.runner.run(arn, self._desired_count)
+        tasks = self.runner.run(arn, self._desired_count, "bootstrap")
         self.runner.register(tasks, self.target_groups["Blue"])
+        self.wait_for(
+            lambda: self.alb.all_healthy(self.target_groups["Blue"], [t.address for t in tasks]),
+            30,
+            "v1's targets healthy in the ALB",
+        )
         for listener in (self.prod_listener, self.test_listener):
             self.elbv2.modify_listener(
                 ListenerArn=listener,

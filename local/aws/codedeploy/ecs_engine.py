@@ -1,20 +1,23 @@
 """CodeDeploy's ECS blue/green engine, plugged into the CodeDeploy API stand-in (local/aws/codedeploy).
 
-For each deployment (one thread each): start the replacement tasks from the appspec's task definition and
-register them in the target group the production listener is *not* serving, move the test listener to them,
-run the appspec's lifecycle hooks (AfterAllowTestTraffic: the hook Lambda is invoked with the real event and
-CodeDeploy waits for PutLifecycleEventHookExecutionStatus, at most the hook timeout), shift production traffic
-by the deployment configuration (canary, linear or all at once), keep the original for
-TerminationWaitTimeInMinutes, then terminate it. All along it polls the alarms of the deployment's alarm
-configuration (the group's, or the deployment's overrideAlarmConfiguration) and honours StopDeployment.
-Replacement tasks that fail to start are started again, every TASK_RETRY_AWS_SECONDS, as ECS's service
-scheduler does, and the deployment stays in install meanwhile: like AWS, nothing here ends a deployment
-that never becomes healthy before the hook's hour. DEPLOYMENT_TIMEOUT is the product's to enforce (the
-health check's DeploymentOverdue metric and the auto-rollback Lambda), so the drill exercises that path.
-On hook failure, alarm or stop both listeners go back to the original, the replacement is deregistered and
-stopped, the status and errorInformation are what CodeDeploy reports (Failed/HOOK_EXECUTION_FAILURE,
-Stopped/ALARM_ACTIVE or MANUAL_STOP) and, when the AutoRollbackConfiguration asks for it, AWS's rollback
-deployment is recorded. Deployment-group triggers are published to their SNS topics.
+For each deployment (one thread each), the lifecycle events in AWS's order: BeforeInstall hooks; Install
+(start the replacement task set from the appspec's task definition, register it in the target group the
+production listener is *not* serving, and wait until the task set is steady: every task RUNNING, its container
+health check HEALTHY and its target healthy in the ALB, as ECS's TaskSet STEADY_STATE requires; at most 60
+minutes, then the deployment fails as CodeDeploy's does); AfterInstall hooks; AllowTestTraffic (the test
+listener to the replacement); AfterAllowTestTraffic (the hook Lambda is invoked with the real event and
+CodeDeploy waits for PutLifecycleEventHookExecutionStatus, at most an hour); BeforeAllowTraffic; AllowTraffic
+(canary, linear or all at once); AfterAllowTraffic; the bake (TerminationWaitTimeInMinutes); then the original
+task set is deregistered, drained for its target group's deregistration delay and stopped, and only then does
+the deployment succeed. All along it polls the alarms of the deployment's alarm configuration (the group's, or
+the deployment's overrideAlarmConfiguration) and honours StopDeployment. Replacement tasks that fail to start
+are started again every TASK_RETRY_AWS_SECONDS, as ECS's service scheduler does. DEPLOYMENT_TIMEOUT is the
+product's to enforce (the health check's DeploymentOverdue metric and the auto-rollback Lambda).
+On hook failure, alarm or stop, the status and errorInformation are what CodeDeploy reports
+(Failed/HOOK_EXECUTION_FAILURE, Stopped/ALARM_ACTIVE or MANUAL_STOP) and, when the AutoRollbackConfiguration
+asks for it, AWS's rollback deployment runs: both listeners back to the original, then the replacement task
+set drained and deleted; the rollback deployment stays InProgress until that is done. Deployment-group
+triggers are published to their SNS topics. Every wait is on the stand-in's AWS clock.
 """
 
 from __future__ import annotations
@@ -32,14 +35,19 @@ import yaml
 
 from local.aws.codedeploy.service import CodeDeployService
 from local.aws.ecs import Task, TaskFailedToStart, TaskRunner
-from local.aws.elbv2 import forward_weights
+from local.aws.elbv2 import deregistration_delay_seconds, forward_weights
 from local.aws.moto_server import ACCOUNT_ID, REGION
 from local.timescale import TimeScale
 
 HOOK_TIMEOUT_SECONDS = 3600
+# "The deployment timed out while waiting for the replacement task set to become healthy. This time out period
+# is 60 minutes." (CodeDeploy's error for an ECS replacement task set that never becomes healthy.)
+INSTALL_TIMEOUT_SECONDS = 3600
 # ECS starts a failed task's replacement after a pause (its service scheduler throttles repeated failures).
 TASK_RETRY_AWS_SECONDS = 60.0
-HOOK_ORDER_BEFORE_TEST = ("BeforeInstall", "AfterInstall")
+# AWS does not document how often CodeDeploy polls a deployment's alarms; every 5 AWS seconds here (a slower
+# poll would delay the alarm gate by at most its period).
+ALARM_POLL_AWS_SECONDS = 5.0
 Emit = Callable[..., None]
 
 
@@ -65,15 +73,6 @@ def shift_steps(config_name: str) -> list[tuple[int, float]]:
         steps = [(p, minutes * 60.0) for p in range(step, 100, step)]
         return [*steps, (100, 0.0)]
     return [(100, 0.0)]
-
-
-def healthy_after_seconds(elbv2: Any, target_group_arn: str | None) -> float:
-    """AWS seconds before a new target passes its target group's health check: the interval times the healthy
-    threshold (ELB's defaults, 30 s and 5, when the group does not say)."""
-    if target_group_arn is None:
-        return 0.0
-    group = elbv2.describe_target_groups(TargetGroupArns=[target_group_arn])["TargetGroups"][0]
-    return float(group.get("HealthCheckIntervalSeconds", 30)) * float(group.get("HealthyThresholdCount", 5))
 
 
 @dataclass
@@ -103,24 +102,24 @@ class EcsBlueGreenEngine:
         ecs: Any,
         cloudwatch: Any,
         runner: TaskRunner,
+        target_states: Callable[[str], dict[str, str]],
         invoke: Callable[[str, Any], Any],
         publish: Callable[[str, str, str], None],
         scale: TimeScale,
         emit: Emit,
-        tick: float = 0.05,
     ) -> None:
         self._elbv2 = elbv2
         self._ecs = ecs
         self._cw = cloudwatch
         self._runner = runner
+        self._target_states = target_states
         self._invoke = invoke
         self._publish = publish
         self._scale = scale
         self._emit = emit
-        self._tick = tick
+        self._tick = scale.drill(ALARM_POLL_AWS_SECONDS)
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
-        self._background: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ the seam
     def on_created(self, service: CodeDeployService, deployment_id: str) -> None:
@@ -158,8 +157,6 @@ class EcsBlueGreenEngine:
         for run in list(self._runs.values()):
             if run.thread is not None:
                 run.thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        for thread in list(self._background):
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def abort_all(self) -> None:
         for run in list(self._runs.values()):
@@ -209,20 +206,21 @@ class EcsBlueGreenEngine:
         check()
 
         for name, fn in hooks:
-            if name in HOOK_ORDER_BEFORE_TEST:
+            if name == "BeforeInstall":
                 self._hook(service, run, name, fn, check)
         count = self._desired_count(group) or max(1, len(self._tasks_in(run.original_tg)))
         run.replacement_tasks = self._start_tasks(run, task_definition, count, check)
         self._runner.register(run.replacement_tasks, run.replacement_tg)
-        healthy_after = healthy_after_seconds(self._elbv2, run.replacement_tg)
         self._emit(
             "install",
-            f"replacement task set {version}: {count} task(s) registered; healthy after {healthy_after:g} s",
+            f"replacement task set {version}: {count} task(s) RUNNING, registered; waiting for steady state",
             deployment=dep_id,
         )
-        # The ALB stand-in does not probe targets: a registered target is taken as healthy only after the time
-        # the target group's health check needs to pass it (interval x healthy threshold), never sooner.
-        self._wait(self._scale.drill(healthy_after), check)
+        self._wait_steady(run, count, check)
+        self._emit("install", f"replacement task set {version}: steady, targets healthy", deployment=dep_id)
+        for name, fn in hooks:
+            if name == "AfterInstall":
+                self._hook(service, run, name, fn, check)
         run.routed = True
         if run.test_listener:
             self._route(run.test_listener, run.original_tg, run.replacement_tg, 100)
@@ -261,11 +259,12 @@ class EcsBlueGreenEngine:
         self._wait(self._scale.drill(bake * 60), check)
         with run.lock:
             check()
-            run.finished = True
-            service.set_status(dep_id, "Succeeded")
+            run.finished = True  # terminating the original: nothing left to roll back to
         original = self._tasks_in(run.original_tg)
-        self._runner.deregister(original)
-        self._stop_later(original)
+        self._retire(original)
+        self._emit("deployment", f"{dep_id}: original task set draining, then terminated", deployment=dep_id)
+        self._drain_and_stop(original, run.original_tg)
+        service.set_status(dep_id, "Succeeded")
         self._emit(
             "deployment", f"{dep_id} Succeeded: original terminated, {version} serves", deployment=dep_id
         )
@@ -295,6 +294,8 @@ class EcsBlueGreenEngine:
             deployment=dep_id,
             code=abort.code,
         )
+        kind = "DeploymentStop" if abort.status == "Stopped" else "DeploymentFailure"
+        self._trigger(group, dep_id, kind, abort.status.upper())
         if rollback_id:
             service.set_status(rollback_id, "InProgress")
         if run.routed and run.prod_listener and run.original_tg and run.replacement_tg:
@@ -304,14 +305,18 @@ class EcsBlueGreenEngine:
             self._emit(
                 "restore", "both listeners -> original", deployment=dep_id, listener="production", percent=0
             )
-        if run.replacement_tasks:
-            self._runner.deregister(run.replacement_tasks)
-            self._stop_later(run.replacement_tasks)
+        # The replacement task set is deleted: its targets drained for the deregistration delay, then stopped
+        # (the tasks ECS started in its place included).
+        replacement = {t.task_id: t for t in [*run.replacement_tasks, *self._runner.tasks_of(dep_id)]}
+        self._runner.retire(dep_id)
+        self._drain_and_stop(list(replacement.values()), run.replacement_tg)
         if rollback_id:
             service.set_status(rollback_id, "Succeeded")
-            self._emit("rollback", f"rollback deployment {rollback_id} Succeeded", deployment=rollback_id)
-        kind = "DeploymentStop" if abort.status == "Stopped" else "DeploymentFailure"
-        self._trigger(group, dep_id, kind, abort.status.upper())
+            self._emit(
+                "rollback",
+                f"rollback deployment {rollback_id} Succeeded: replacement task set deleted",
+                deployment=rollback_id,
+            )
         if wanted:
             self._trigger(group, dep_id, "DeploymentRollback", "ROLLBACK")
 
@@ -343,8 +348,9 @@ class EcsBlueGreenEngine:
         """The replacement task set, started again while its tasks fail (ECS's service scheduler)."""
         while True:
             try:
-                return self._runner.run(task_definition, count)
+                return self._runner.run(task_definition, count, run.deployment_id, cancel=run.stop)
             except TaskFailedToStart as exc:
+                check()  # a stop while the tasks were starting: StopDeployment takes effect now
                 self._emit(
                     "install",
                     f"replacement task stopped ({str(exc)[:120]}); ECS starts another",
@@ -353,13 +359,53 @@ class EcsBlueGreenEngine:
             self._wait(self._scale.drill(TASK_RETRY_AWS_SECONDS), check)
 
     def _wait(self, seconds: float, check: Callable[[], None]) -> None:
-        end = time.monotonic() + seconds
+        """Wait `seconds` drill seconds on the AWS clock, polling the alarms and the stop flag."""
+        end = self._scale.now() + seconds
         while True:
             check()
-            left = end - time.monotonic()
-            if left <= 0:
+            now = self._scale.now()
+            if now >= end:
                 return
-            time.sleep(min(self._tick, left))
+            self._scale.sleep_until(min(end, now + self._tick))
+
+    def _wait_steady(self, run: Run, count: int, check: Callable[[], None]) -> None:
+        """Install ends when the replacement task set is steady: `count` tasks RUNNING, each container HEALTHY
+        and each target healthy in the ALB (ECS TaskSet.stabilityStatus STEADY_STATE)."""
+        end = self._scale.now() + self._scale.drill(INSTALL_TIMEOUT_SECONDS)
+        while True:
+            check()
+            tasks = self._runner.tasks_of(run.deployment_id)
+            states = self._target_states(run.replacement_tg) if run.replacement_tg else {}
+            # A target group no listener forwards to is not health-checked by the ALB (its targets are
+            # `unused`, Target.NotInUse): ECS then has only the container health check to go by.
+            if (
+                len(tasks) >= count
+                and self._runner.container_healthy(tasks)
+                and all(states.get(t.address) in ("healthy", "unused") for t in tasks)
+            ):
+                return
+            if self._scale.now() > end:
+                raise Abort(
+                    "Failed",
+                    "TIMEOUT",
+                    "The deployment timed out while waiting for the replacement task set to become healthy. "
+                    "This time out period is 60 minutes.",
+                )
+            self._scale.sleep(self._tick)
+
+    def _retire(self, tasks: list[Task]) -> None:
+        for task_set in {t.task_set for t in tasks}:
+            self._runner.retire(task_set)
+
+    def _drain_and_stop(self, tasks: list[Task], target_group: str | None) -> None:
+        """Deregister the tasks, let their target group's deregistration delay pass, then stop them."""
+        registered = [t for t in tasks if t.target_group_arn]
+        self._runner.deregister(tasks)
+        if registered and target_group:
+            self._scale.sleep(self._scale.drill(deregistration_delay_seconds(target_group)))
+        # Stopping a process is the machine's time, not AWS's: in the background.
+        for task in tasks:
+            threading.Thread(target=self._runner.stop_task, args=(task,), daemon=True).start()
 
     def _hook(
         self, service: CodeDeployService, run: Run, name: str, function: str, check: Callable[[], None]
@@ -372,10 +418,10 @@ class EcsBlueGreenEngine:
         self._invoke(
             function, {"DeploymentId": run.deployment_id, "LifecycleEventHookExecutionId": execution_id}
         )
-        end = time.monotonic() + self._scale.drill(HOOK_TIMEOUT_SECONDS)
+        end = self._scale.now() + self._scale.drill(HOOK_TIMEOUT_SECONDS)
         while not event.wait(self._tick):
             check()
-            if time.monotonic() > end:
+            if self._scale.now() > end:
                 raise Abort("Failed", "TIMEOUT", f"The {name} hook did not answer within its timeout.")
         self._emit("hook", f"{name}: {result[0]}", deployment=run.deployment_id, status=result[0])
         if result[0] != "Succeeded":
@@ -384,6 +430,10 @@ class EcsBlueGreenEngine:
             )
 
     def _route(self, listener: str, original: str, replacement: str, percent: int) -> None:
+        with self._scale.hold("CodeDeploy reroute", record=False):
+            self._modify(listener, original, replacement, percent)
+
+    def _modify(self, listener: str, original: str, replacement: str, percent: int) -> None:
         self._elbv2.modify_listener(
             ListenerArn=listener,
             DefaultActions=[
@@ -426,15 +476,6 @@ class EcsBlueGreenEngine:
             if item["name"] == "APP_VERSION":
                 return str(item["value"])
         return task_definition.rsplit("/", 1)[-1]
-
-    def _stop_later(self, tasks: list[Task]) -> None:
-        def stop() -> None:
-            for task in tasks:
-                self._runner.stop_task(task)
-
-        thread = threading.Thread(target=stop, name="stop-tasks", daemon=True)
-        thread.start()
-        self._background.append(thread)
 
     def _trigger(self, group: dict[str, Any], dep_id: str, event: str, status: str) -> None:
         for trigger in group.get("triggerConfigurations") or []:

@@ -21,7 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from local.aws.codedeploy.service import CodeDeployError, CodeDeployService, DeploymentEngine
+from local.aws.moto_server import lambda_api_call
 from local.background import ServerThread
+from local.timescale import TimeScale
 
 TARGET_PREFIX = "CodeDeploy_20141006."
 CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -58,7 +60,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(400, {"__type": "SerializationException", "message": str(exc)})
             return
         try:
-            result = self.server.service.call(target[len(TARGET_PREFIX) :], params)
+            with lambda_api_call(self.server.scale, self.headers.get("User-Agent", "")):
+                result = self.server.service.call(target[len(TARGET_PREFIX) :], params)
         except CodeDeployError as exc:
             self._reply(exc.status, {"__type": exc.code, "message": exc.message})
             return
@@ -68,9 +71,12 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], service: CodeDeployService) -> None:
+    def __init__(
+        self, address: tuple[str, int], service: CodeDeployService, scale: TimeScale | None = None
+    ) -> None:
         super().__init__(address, _Handler)
         self.service = service
+        self.scale = scale
 
 
 class CodeDeployServer(ServerThread):
@@ -82,9 +88,11 @@ class CodeDeployServer(ServerThread):
         *,
         engine: DeploymentEngine | None = None,
         port: int = 0,
+        scale: TimeScale | None = None,
     ) -> None:
         self.service = service if service is not None else CodeDeployService(engine=engine)
-        self._httpd = _Server(("127.0.0.1", port), self.service)
+        # With `scale`, Lambda functions' calls are served off the AWS clock (moto_server.lambda_api_call).
+        self._httpd = _Server(("127.0.0.1", port), self.service, scale)
         super().__init__(self._httpd, name="codedeploy")
 
     @property
