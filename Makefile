@@ -140,6 +140,9 @@ distclean: clean ## Also remove the virtualenvs
 demo: $(BIN)/.installed ## The self-healing pipeline offline, measured: all scenarios, or SCENARIO=name
 	$(BIN)/python -m local.drill --scenario $(or $(SCENARIO),all)
 
+# make bench [RUNS=5]: both policies; FACTORS=30,120: the figures at two time factors, compared; RATES=60,300:
+# the verdicts at several user loads (requests per AWS minute).
 .PHONY: bench
-bench: $(BIN)/.installed ## Each drill scenario RUNS times (default 3), medians, next to the spec's literal rule
-	$(BIN)/python -m local.drill.bench --runs $(or $(RUNS),3)
+bench: $(BIN)/.installed ## Each drill scenario RUNS times (default 5): median and range, beside the spec's literal rule
+	$(BIN)/python -m local.drill.bench --runs $(or $(RUNS),5) $(if $(FACTORS),--factors $(FACTORS)) \
+	  $(if $(RATES),--rates $(RATES))

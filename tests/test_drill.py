@@ -5,6 +5,7 @@ One module-scoped drill runs the demo's scenarios on one stand-in (about 50 s); 
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -50,10 +51,41 @@ def test_every_user_request_is_accounted_for_by_the_version_that_served_it(repor
 
 
 def test_a_broken_health_check_never_reaches_production(report: Report) -> None:
+    """Its containers never pass their health check, so the task set never becomes steady (ECS) and CodeDeploy
+    stays in install: the product's deployment timeout is what ends it."""
     result = scenario(report, "broken-health")
     assert not result.production_traffic_reached_release
     assert result.release not in result.users.by_version
+    assert result.gate is Gate.TIMEOUT
+    assert result.time_to_detect is not None
+    assert result.time_to_detect.aws >= 900  # DEPLOYMENT_TIMEOUT: nothing ends it sooner
+
+
+def test_a_degraded_health_that_the_load_balancer_passes_is_stopped_at_the_test_traffic_gate(
+    report: Report,
+) -> None:
+    result = scenario(report, "degraded-health")
+    assert not result.production_traffic_reached_release
     assert result.gate is Gate.TEST_TRAFFIC
+
+
+def test_every_claim_of_every_scenario_is_checked_and_held(report: Report) -> None:
+    for result in report.scenarios:
+        assert result.claims, result.scenario
+        assert all(c["held"] for c in result.claims), (result.scenario, result.claims)
+    canary = scenario(report, "bad-under-traffic")
+    assert any("during the canary" in c["claim"] for c in canary.claims)
+
+
+def test_the_report_shows_the_alarm_evaluations_and_their_metric_lag(report: Report) -> None:
+    evaluations = report.evaluations
+    assert evaluations
+    # Standard alarms are evaluated once an AWS minute (on the stand-in's 5 s sweep after the minute comes).
+    times = sorted({e["t"] for e in evaluations if e["alarm"] == evaluations[0]["alarm"]})
+    gaps = [120 * (b - a) for a, b in itertools.pairwise(times)]
+    assert gaps
+    assert all(abs(gap - 60) <= 10 for gap in gaps), gaps
+    assert any(e["pending"] > 0 for e in evaluations), "the ALB's metric lag never showed"
 
 
 def test_a_release_bad_under_traffic_is_rolled_back_once_while_both_healers_react(report: Report) -> None:
@@ -71,8 +103,8 @@ def test_the_report_has_both_clocks_and_the_chart_is_drawn(report: Report, tmp_p
     assert result.time_to_detect is not None
     assert result.time_to_detect.aws == pytest.approx(result.time_to_detect.drill * 120, abs=0.1)
     data = json.loads(json.dumps(report.to_json(), default=str))  # what build/drill/report.json holds
-    assert data["scenarios"][ORDER.index("broken-health")]["gate"] == "test-traffic gate"
-    assert data["scenarios"][ORDER.index("broken-health")]["outcome"] == "as expected"
+    assert data["scenarios"][ORDER.index("degraded-health")]["gate"] == "test-traffic gate"
+    assert data["scenarios"][ORDER.index("degraded-health")]["outcome"] == "as expected"
     write_html(data, tmp_path / "report.html")
     page = (tmp_path / "report.html").read_text()
     assert "<svg" in page

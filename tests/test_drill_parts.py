@@ -13,15 +13,12 @@ from moto import mock_aws
 from moto.cloudformation.exceptions import ValidationError
 
 from local.aws.cloudformation import camel_case, cidr, skipped_resources
-from local.aws.cloudwatch import AlarmEvaluator, evaluate_expression, statistic
-from local.aws.codedeploy.ecs_engine import healthy_after_seconds, shift_steps
+from local.aws.cloudwatch import evaluate_expression, statistic
+from local.aws.codedeploy.ecs_engine import shift_steps
 from local.aws.events import rate_seconds
 from local.background import Loop
-from local.drill.bench import Spread
 from local.drill.results import LAMBDA_ACTIONS, Deployment, Gate, LambdaAction, Result, Users
 from local.drill.scenarios import SCENARIOS, Expected, Serving, check
-from local.drill.table import Column, figure, render
-from local.timescale import TimeScale
 
 
 def sample(*values: float) -> list[tuple[float, float, float, float, list[float]]]:
@@ -44,48 +41,6 @@ def test_metric_math_fills_missing_errors_and_leaves_missing_requests_missing() 
     assert evaluate_expression("100 * FILL(errors, 0) / requests", {"errors": None, "requests": 10.0}) == 0.0
     assert evaluate_expression("100 * FILL(errors, 0) / requests", {"errors": 5.0, "requests": 10.0}) == 50.0
     assert evaluate_expression("100 * FILL(errors, 0) / requests", {"errors": None, "requests": None}) is None
-
-
-class FakeEvaluator(AlarmEvaluator):
-    def __init__(self, data: list[float | None]) -> None:
-        super().__init__(cloudwatch=None, scale=TimeScale(60), deliver_sns=lambda *_: None)
-        self.data = data
-
-    def series(self, alarm: dict[str, Any], now: float) -> list[float | None]:
-        return self.data
-
-
-ALARM = {
-    "AlarmName": "a",
-    "EvaluationPeriods": 2,
-    "DatapointsToAlarm": 2,
-    "Threshold": 1.0,
-    "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-    "StateValue": "OK",
-}
-
-
-@pytest.mark.parametrize(
-    ("data", "treat", "state"),
-    [
-        ([1.0, 1.0], "missing", "ALARM"),
-        ([1.0, 0.0], "missing", "OK"),
-        ([1.0, None], "notBreaching", "OK"),
-        ([1.0, None], "breaching", "ALARM"),
-        ([None, None], "missing", "INSUFFICIENT_DATA"),
-        ([None, None], "notBreaching", "OK"),
-        ([None, None], "ignore", "OK"),
-    ],
-)
-def test_m_of_n_and_treat_missing_data(data: list[float | None], treat: str, state: str) -> None:
-    evaluation = FakeEvaluator(data).evaluate({**ALARM, "TreatMissingData": treat}, 0.0)
-    assert evaluation.state == state
-
-
-def test_alarm_reason_reads_like_cloudwatch() -> None:
-    reason = FakeEvaluator([1.0, 1.0]).evaluate({**ALARM, "TreatMissingData": "missing"}, 0.0).reason
-    assert reason.startswith("Threshold Crossed: 2 out of the last 2 datapoints")
-    assert "(minimum 2 datapoints for OK -> ALARM transition)" in reason
 
 
 @pytest.mark.parametrize(
@@ -346,7 +301,7 @@ PROMOTED = Expected("promoted", status=("Succeeded",), serving=Serving.RELEASE, 
             ],
         ),
         (
-            SCENARIOS["broken-health"].expected,
+            SCENARIOS["degraded-health"].expected,
             result(
                 deployment=Deployment("d-1", "Failed", "HOOK_EXECUTION_FAILURE"),
                 gate=Gate.TEST_TRAFFIC,
@@ -367,8 +322,24 @@ PROMOTED = Expected("promoted", status=("Succeeded",), serving=Serving.RELEASE, 
                 serving_after="v2",
                 rollback_deployments=["d-2"],
                 auto_rollback_lambda=[LambdaAction(1.0, "none", "rollback already in progress", "a")],
+                decision_at=2.0,
             ),
             ["no alarm fired"],
+        ),
+        (
+            # "alarm during the canary" is a claim: a decision after the shift to 100 % does not bear it out.
+            SCENARIOS["bad-under-traffic"].expected,
+            result(
+                deployment=Deployment("d-1", "Stopped", "ALARM_ACTIVE"),
+                gate=Gate.ALARM,
+                serving_after="v2",
+                rollback_deployments=["d-2"],
+                alarms_fired=["green-5xx-rate"],
+                auto_rollback_lambda=[LambdaAction(1.0, "none", "rollback already in progress", "a")],
+                decision_at=5.0,
+                full_shift_at=3.0,
+            ),
+            ["decision at 5.00, production shifted to 100 % at 3.0"],
         ),
         (
             Expected("stopped", status=("Stopped",), serving=Serving.ORIGINAL, lambda_actions=("stopped",)),
@@ -400,50 +371,6 @@ def test_every_demo_scenario_expects_what_its_gate_implies() -> None:
             assert expected.status == ("Succeeded",), scenario.name
         if expected.gate is Gate.RESURRECTION:
             assert (expected.redeployments, expected.serving) == (1, Serving.ORIGINAL)
-
-
-def test_the_table_aligns_cuts_and_dashes() -> None:
-    columns: list[Column[tuple[str, float | None]]] = [
-        Column("name", 6, lambda row: row[0]),
-        Column("value", 7, lambda row: figure(row[1]), ">"),
-    ]
-    assert render(columns, [("healthy-long", 1.5), ("x", None)]).splitlines() == [
-        "name     value",
-        "--------------",
-        "health     1.5",
-        "x            -",
-    ]
-
-
-def test_the_bench_reports_each_figure_with_its_spread() -> None:
-    spread = Spread.of([190.0, 120.5, 140.26])
-    assert spread is not None
-    assert (spread.median, spread.low, spread.high) == (140.3, 120.5, 190.0)
-    assert spread.cell() == "140.3 (120.5-190)"
-    assert Spread.of([]) is None
-
-
-@mock_aws
-def test_a_replacement_target_counts_as_healthy_only_after_its_group_health_check_would_pass_it() -> None:
-    """The ALB stand-in does not probe targets: the engine waits the least AWS needs, interval x threshold."""
-    elbv2 = boto3.client("elbv2", region_name="us-east-1")
-    vpc = boto3.client("ec2", region_name="us-east-1").create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    group = elbv2.create_target_group(
-        Name="green",
-        Protocol="HTTP",
-        Port=8080,
-        VpcId=vpc,
-        TargetType="ip",
-        HealthCheckIntervalSeconds=15,
-        HealthyThresholdCount=2,
-    )["TargetGroups"][0]["TargetGroupArn"]
-    assert healthy_after_seconds(elbv2, group) == 30.0
-    assert healthy_after_seconds(elbv2, None) == 0.0
-
-
-def test_alarms_are_evaluated_once_a_minute_as_aws_evaluates_standard_alarms() -> None:
-    evaluator = AlarmEvaluator(cloudwatch=None, scale=TimeScale(factor=120), deliver_sns=lambda *_: None)
-    assert evaluator._loop._every == TimeScale(factor=120).drill(60)
 
 
 @pytest.mark.parametrize(

@@ -123,6 +123,9 @@ class Result:
     window: Window | None = None
     decision_at: float | None = None
     restore_at: float | None = None
+    exposed_at: float | None = None  # when the release first received production traffic
+    full_shift_at: float | None = None  # when production shifted to 100 % on the release
+    claims: list[dict[str, Any]] = field(default_factory=list)  # each claim of Expected and whether it held
     failures: list[str] = field(default_factory=list)
 
     @property

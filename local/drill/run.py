@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from local.aws.codedeploy import FINISHED_STATUSES
+from local.aws.codedeploy.ecs_engine import HOOK_TIMEOUT_SECONDS, INSTALL_TIMEOUT_SECONDS
 from local.background import Loop
 from local.drill.results import (
     LAMBDA_ACTIONS,
@@ -30,12 +31,16 @@ from local.drill.results import (
     VersionCount,
     Window,
 )
-from local.drill.scenarios import SCENARIOS, Scenario, check
+from local.drill.scenarios import SCENARIOS, Scenario, claims
 from local.drill.table import Column, render
 from local.drill.traffic import UserRequest
 from local.drill.traffic import Users as SimulatedUsers
 from local.drill.world import Event, World
 from local.timescale import TimeScale
+
+# make demo's user load, in requests per AWS minute: what the machine carries at the demo's x120 (120 requests
+# a wall second; make bench runs a production-like 200 a minute at x40).
+DEMO_RATE = 60.0
 
 # CodeDeploy's errorInformation.code of the release's end -> the gate that acted and what acted.
 GATES = {
@@ -87,6 +92,7 @@ class Timeline:
             "restore": "RESTORE",
             "notification": "notify",
             "scenario": "==>",
+            "ecs": "ecs",
         }
         return f"{labels.get(event.kind, event.kind):9s} {event.text}"
 
@@ -119,14 +125,15 @@ def served_by(world: World, requests: list[UserRequest]) -> dict[str, str]:
 
 def user_report(world: World, users: SimulatedUsers, timeline: Timeline, every: float = 2.0) -> Loop:
     """A timeline line every `every` drill seconds: what the users got, by the version that served them."""
-    since = time.monotonic()
+    scale = world.scale
+    since = scale.now()
 
     def report() -> None:
         nonlocal since
-        now = time.monotonic()
+        now = scale.now()
         done = [r for r in users.window(since - world.user_timeout, now) if since <= r.ended < now]
-        since = now
-        if not done:
+        span, since = now - since, now
+        if not done or span <= 0:
             return
         served = served_by(world, done)
         shares: dict[str, int] = {}
@@ -134,9 +141,10 @@ def user_report(world: World, users: SimulatedUsers, timeline: Timeline, every: 
             shares[served[request.request_id]] = shares.get(served[request.request_id], 0) + 1
         split = ", ".join(f"{v} {100 * n / len(done):.0f}%" for v, n in sorted(shares.items()))
         bad = sum(1 for r in done if r.outcome != "answered")
-        timeline.say(f"users     {len(done) / every:.0f} req/s served by {split}; {bad} failed/timed out")
+        rate = len(done) / scale.aws(span) * 60
+        timeline.say(f"users     {rate:.0f} req/AWS min served by {split}; {bad} failed/timed out")
 
-    return Loop("user-report", report, every=every)
+    return Loop("user-report", report, every=every, clock=scale.now)
 
 
 # ---------------------------------------------------------------- one scenario: drive, measure, check
@@ -151,10 +159,8 @@ class Drive:
     serving_before: str
     start: float  # drill seconds
     wall_start: float  # epoch seconds (CodeDeploy's createTime)
-    mono_start: float  # monotonic (the users' clock)
     events_from: int
     notes_from: int
-    cutoff: float = 0.0  # monotonic
     end: float = 0.0  # drill seconds
 
 
@@ -177,8 +183,12 @@ def _redeployments(world: World, since: float, release: str) -> list[dict[str, A
 
 
 def _wait_final(world: World, deployment_id: str, what: str) -> dict[str, Any]:
+    # At most CodeDeploy's own limits: an hour to install, an hour for a hook (then a little wall time).
+    limit = world.scale.drill(INSTALL_TIMEOUT_SECONDS + HOOK_TIMEOUT_SECONDS) + 30
     world.wait_for(
-        lambda: world.deployment(deployment_id)["status"] in FINISHED_STATUSES, 90, f"{what} {deployment_id}"
+        lambda: world.deployment(deployment_id)["status"] in FINISHED_STATUSES,
+        limit,
+        f"{what} {deployment_id}",
     )
     return world.deployment(deployment_id)
 
@@ -197,7 +207,6 @@ def drive(world: World, users: SimulatedUsers, timeline: Timeline, scenario: Sce
         serving_before=_dominant(world.serving_versions()),
         start=scale.now(),
         wall_start=time.time(),
-        mono_start=time.monotonic(),
         events_from=len(world.events),
         notes_from=len(world.notifications),
     )
@@ -218,12 +227,11 @@ def drive(world: World, users: SimulatedUsers, timeline: Timeline, scenario: Sce
         except TimeoutError as exc:
             timeline.say(f"WARNING   {exc}")
         # No loop: watch a few more health-check periods for further automatic deployments.
-        time.sleep(scale.drill(4 * 60))
+        scale.sleep(scale.drill(4 * 60))
     else:
-        time.sleep(scale.drill(2 * 60))
-    driven.cutoff = time.monotonic()
-    users.wait_settled(driven.cutoff, timeout=world.user_timeout + 1.0)
+        scale.sleep(scale.drill(2 * 60))
     driven.end = scale.now()
+    users.wait_settled(driven.end, timeout=world.user_timeout + 1.0)
     return driven
 
 
@@ -273,12 +281,22 @@ def _production_shifts(events: list[Event], deployment_id: str) -> list[Event]:
 def measure(world: World, users: SimulatedUsers, scenario: Scenario, driven: Drive) -> Result:
     """Account for the window's requests and read its events into a Result (checked against Expected)."""
     scale = world.scale
-    requests = users.window(driven.mono_start, driven.cutoff)
+    requests = users.window(driven.start, driven.end)
     served = served_by(world, requests)
     events = world.events[driven.events_from :]
     deployments = _deployments_since(world, driven.wall_start)
     bad = [r for r in requests if r.outcome != "answered" and served[r.request_id] == driven.version]
-    first_bad = (bad[0].started - scale.epoch) if bad else None
+    first_bad = bad[0].started if bad else None
+    shifts = _production_shifts(events, driven.deployment_id)
+    first_served = [r.started for r in requests if served[r.request_id] == driven.version]
+    exposures = [e.t for e in shifts if int(e.data.get("percent", 0)) > 0] + first_served[:1]
+    exposed_at = min(exposures) if exposures else None
+    full = [e.t for e in shifts if int(e.data.get("percent", 0)) == 100]
+    # Time to detect counts from the release's first production traffic (the deployment's start when it never
+    # gets any); for a fault that starts after promotion, from its first failed request.
+    origin = exposed_at if exposed_at is not None else driven.start
+    if scenario.expected.detect_from_first_failure and first_bad is not None:
+        origin = first_bad
 
     gate, actor, decision_t = Gate.NONE, "", None
     decisions = [e for e in events if e.kind == "decision"]
@@ -297,17 +315,17 @@ def measure(world: World, users: SimulatedUsers, scenario: Scenario, driven: Dri
         gate, actor = Gate.RESURRECTION, "auto-rollback Lambda redeploys the last known-good revision"
         redeployed = [a.t for a in lambda_actions if a.action == "redeployed"]
         decision_t = redeployed[0] if redeployed else decision_t
-        full = [
-            e
+        back = [
+            e.t
             for e in _production_shifts(events, redeployment["deploymentId"])
             if e.data.get("percent") == 100
         ]
-        restore_t = full[0].t if full else None
+        restore_t = back[0] if back else None
 
-    def since_first_bad(t: float | None) -> Seconds | None:
+    def since_origin(t: float | None) -> Seconds | None:
         if t is None:
             return None
-        duration = t - (first_bad if first_bad is not None and first_bad < t else driven.start)
+        duration = max(0.0, t - origin)
         return Seconds(round(duration, 3), round(scale.aws(duration), 1))
 
     first = driven.deployment
@@ -331,9 +349,7 @@ def measure(world: World, users: SimulatedUsers, scenario: Scenario, driven: Dri
         ),
         serving_before=driven.serving_before,
         serving_after=_dominant(world.serving_versions()),
-        production_traffic_reached_release=any(
-            int(e.data.get("percent", 0)) > 0 for e in _production_shifts(events, driven.deployment_id)
-        ),
+        production_traffic_reached_release=exposed_at is not None,
         users=account(requests, served),
         gate=gate,
         actor=actor,
@@ -347,10 +363,12 @@ def measure(world: World, users: SimulatedUsers, scenario: Scenario, driven: Dri
             d["deploymentId"] for d in _redeployments(world, driven.wall_start, driven.deployment_id)
         ],
         auto_rollback_lambda=lambda_actions,
-        time_to_detect=since_first_bad(decision_t),
-        time_to_restore=since_first_bad(restore_t),
-        detect_from="first bad production response of the release"
-        if first_bad is not None
+        time_to_detect=since_origin(decision_t),
+        time_to_restore=since_origin(restore_t),
+        detect_from="the fault's first failed request"
+        if origin == first_bad
+        else "first production traffic"
+        if origin == exposed_at
         else "deployment start",
         notifications=[
             Notification(round(n["t"], 3), n["subject"]) for n in world.notifications[driven.notes_from :]
@@ -358,8 +376,12 @@ def measure(world: World, users: SimulatedUsers, scenario: Scenario, driven: Dri
         window=Window(round(driven.start, 3), round(driven.end, 3)),
         decision_at=None if decision_t is None else round(decision_t, 3),
         restore_at=None if restore_t is None else round(restore_t, 3),
+        exposed_at=None if exposed_at is None else round(exposed_at, 3),
+        full_shift_at=round(full[0], 3) if full else None,
     )
-    result.failures = check(scenario.expected, result)
+    found = claims(scenario.expected, result)
+    result.claims = [asdict(c) for c in found]
+    result.failures = [c.why for c in found if not c.held]
     return result
 
 
@@ -385,15 +407,15 @@ def reset_release(world: World, timeline: Timeline, version: str) -> None:
         lambda: all(
             world.service.get(i)["status"] in FINISHED_STATUSES for i in world.service.deployment_ids()
         ),
-        60,
+        world.scale.drill(INSTALL_TIMEOUT_SECONDS + HOOK_TIMEOUT_SECONDS) + 30,
         "no deployment in flight",
     )
     timeline.say(f"reset     a faulty release serves: shipping clean {version} (not measured)")
     _wait_final(world, world.deploy(version, {}), "deployment")
 
 
-def wait_quiet(world: World, timeout: float = 30.0) -> None:
-    """Before a release: no deployment in flight and every alarm OK."""
+def wait_quiet(world: World) -> None:
+    """Before a release: no deployment in flight and every alarm OK (within an AWS hour)."""
 
     def quiet() -> bool:
         states = world.alarm_states()
@@ -404,6 +426,7 @@ def wait_quiet(world: World, timeout: float = 30.0) -> None:
         ]
         return not in_flight and all(s == "OK" for s in states.values())
 
+    timeout = world.scale.drill(3600) + 10
     world.wait_for(quiet, timeout, "every alarm OK and no deployment in flight", poll=0.1)
 
 
@@ -413,12 +436,16 @@ class Report:
     """Every scenario's Result, the chart's data and the timeline; `to_json()` is report.json."""
 
     time_scale: float
+    user_rate_per_aws_minute: float
     wall_seconds: float
     scenarios: list[Result]
     series: list[dict[str, Any]]
     marks: list[dict[str, Any]]
     scenario_marks: list[dict[str, Any]]
     timeline: list[str]
+    evaluations: list[dict[str, Any]]  # every alarm evaluation: when, what it saw, what was still in its lag
+    holds: list[dict[str, Any]]  # when the stand-in held the AWS clock, and why
+    held_by_reason: dict[str, float]  # wall seconds the clock was held, per reason (API calls included)
     ok: bool
 
     def to_json(self) -> dict[str, Any]:
@@ -431,7 +458,7 @@ def run(
     *,
     quiet: bool = False,
     out: Any = sys.stdout,
-    user_rate: float = 40.0,
+    user_rate: float = DEMO_RATE,
     literal: bool = False,
     reset: bool = False,
 ) -> Report:
@@ -443,7 +470,9 @@ def run(
             f"production {world.production_url}  test {world.test_url}  time scale x{scale.factor:g}"
         )
         with (
-            SimulatedUsers(world.production_url, rate=user_rate, timeout=world.user_timeout) as users,
+            SimulatedUsers(
+                world.production_url, scale, per_minute=user_rate, timeout=world.user_timeout
+            ) as users,
             user_report(world, users, timeline),
         ):
             faulty: set[str] = set()
@@ -460,6 +489,7 @@ def run(
                     reset_release(world, timeline, f"v{serial}")
                     serial += 1
             series = world_series(world, users, scale)
+            evaluations = [asdict(e) for e in world.alarms.evaluations]
         marks = [
             {"t": round(e.t, 3), "kind": "alarm", "text": e.text}
             for e in world.events
@@ -473,12 +503,16 @@ def run(
                     )
     return Report(
         time_scale=scale.factor,
+        user_rate_per_aws_minute=user_rate,
         wall_seconds=round(time.monotonic() - started, 1),
         scenarios=results,
         series=series,
         marks=marks,
         scenario_marks=[{"t": r.window.start, "scenario": r.scenario} for r in results if r.window],
         timeline=timeline.lines,
+        evaluations=evaluations,
+        holds=[asdict(h) for h in scale.holds],
+        held_by_reason={k: round(v, 3) for k, v in scale.held_by_reason.items()},
         ok=all(not r.failures for r in results) and len(results) == len(names),
     )
 
@@ -487,11 +521,11 @@ def world_series(
     world: World, users: SimulatedUsers, scale: TimeScale, bin_seconds: float = 0.25
 ) -> list[dict[str, Any]]:
     """Per time bin: user requests by version and their outcomes (the chart's data)."""
-    requests = users.window(scale.epoch, time.monotonic())
+    requests = users.window(0.0, scale.now())
     served = served_by(world, requests)
     bins: dict[int, dict[str, Any]] = {}
     for request in requests:
-        k = int((request.started - scale.epoch) / bin_seconds)
+        k = int(request.started / bin_seconds)
         slot = bins.setdefault(k, {"t": round(k * bin_seconds, 3), "total": 0, "bad": 0, "versions": {}})
         slot["total"] += 1
         slot["bad"] += request.outcome != "answered"

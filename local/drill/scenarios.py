@@ -44,6 +44,8 @@ class Expected:
     notification: tuple[str, ...] = ()  # a notification subject names one of these
     alarm_fires: bool = False  # some alarm goes to ALARM
     lambda_actions: tuple[str, ...] = ()  # the auto-rollback Lambda takes one of these actions
+    decided_during_canary: bool = False  # the decision comes before production shifts to 100 %
+    detect_from_first_failure: bool = False  # the fault starts after promotion: detect counts from its onset
 
 
 @dataclass(frozen=True)
@@ -54,87 +56,146 @@ class Scenario:
     expected: Expected
 
 
-Rule = Callable[[Expected, Result], str | None]
+@dataclass(frozen=True)
+class Claim:
+    """One thing a scenario claims, and whether the run bears it out."""
+
+    claim: str
+    held: bool
+    why: str = ""
 
 
-def _status(e: Expected, r: Result) -> str | None:
+# A rule reads one field of Expected: None when that field is not set (nothing claimed), else the Claim.
+Rule = Callable[[Expected, Result], Claim | None]
+
+
+def _status(e: Expected, r: Result) -> Claim:
     status = r.deployment.status if r.deployment else "missing"
     code = r.deployment.error_code if r.deployment else None
-    if status in e.status and (e.error_code is None or code == e.error_code):
-        return None
     wanted = " or ".join(e.status) + (f" ({e.error_code})" if e.error_code else "")
-    return f"deployment {status} ({code}), expected {wanted}"
+    held = status in e.status and (e.error_code is None or code == e.error_code)
+    return Claim(f"the deployment ends {wanted}", held, f"deployment {status} ({code}), expected {wanted}")
 
 
-def _gate(e: Expected, r: Result) -> str | None:
-    if e.gate is None or r.gate == e.gate:
+def _gate(e: Expected, r: Result) -> Claim | None:
+    if e.gate is None:
         return None
-    return f"acted on by {r.gate} ({r.actor}), expected the {e.gate}"
-
-
-def _serving(e: Expected, r: Result) -> str | None:
-    wanted = r.release if e.serving is Serving.RELEASE else r.serving_before
-    return None if r.serving_after == wanted else f"serving {r.serving_after} after, expected {wanted}"
-
-
-def _production_traffic(e: Expected, r: Result) -> str | None:
-    reached = r.production_traffic_reached_release or r.release in r.users.by_version
-    if e.production_traffic is None or reached == e.production_traffic:
-        return None
-    return (
-        "the release received production traffic" if reached else "the release never got production traffic"
+    return Claim(
+        f"the {e.gate} acts", r.gate == e.gate, f"acted on by {r.gate} ({r.actor}), expected the {e.gate}"
     )
 
 
-def _rollbacks(e: Expected, r: Result) -> str | None:
+def _serving(e: Expected, r: Result) -> Claim:
+    wanted = r.release if e.serving is Serving.RELEASE else r.serving_before
+    return Claim(
+        f"{e.serving} serves afterwards",
+        r.serving_after == wanted,
+        f"serving {r.serving_after} after, expected {wanted}",
+    )
+
+
+def _production_traffic(e: Expected, r: Result) -> Claim | None:
+    if e.production_traffic is None:
+        return None
+    reached = r.production_traffic_reached_release or r.release in r.users.by_version
+    claim = (
+        "the release gets production traffic"
+        if e.production_traffic
+        else "the release never gets production traffic"
+    )
+    why = "the release received production traffic" if reached else "the release never got production traffic"
+    return Claim(claim, reached == e.production_traffic, why)
+
+
+def _rollbacks(e: Expected, r: Result) -> Claim | None:
+    if e.rollbacks is None:
+        return None
     found = len(r.rollback_deployments)
-    if e.rollbacks is None or found == e.rollbacks:
+    return Claim(
+        f"{e.rollbacks} rollback deployment(s)",
+        found == e.rollbacks,
+        f"{found} rollback deployments, expected {e.rollbacks}",
+    )
+
+
+def _redeployments(e: Expected, r: Result) -> Claim | None:
+    if e.redeployments is None:
         return None
-    return f"{found} rollback deployments, expected {e.rollbacks}"
-
-
-def _redeployments(e: Expected, r: Result) -> str | None:
     found = len(r.automatic_redeployments)
-    if e.redeployments is None or found == e.redeployments:
+    return Claim(
+        f"{e.redeployments} automatic redeployment(s), no loop",
+        found == e.redeployments,
+        f"{found} automatic redeployments, expected {e.redeployments} (no loop)",
+    )
+
+
+def _redeployment_status(e: Expected, r: Result) -> Claim | None:
+    if e.redeployment_status is None:
         return None
-    return f"{found} automatic redeployments, expected {e.redeployments} (no loop)"
-
-
-def _redeployment_status(e: Expected, r: Result) -> str | None:
     status = r.redeployment.status if r.redeployment else None
-    if e.redeployment_status is None or status == e.redeployment_status:
-        return None
-    return f"redeployment {status}, expected {e.redeployment_status}"
+    return Claim(
+        f"the redeployment ends {e.redeployment_status}",
+        status == e.redeployment_status,
+        f"redeployment {status}, expected {e.redeployment_status}",
+    )
 
 
-def _failed_requests(e: Expected, r: Result) -> str | None:
+def _failed_requests(e: Expected, r: Result) -> Claim | None:
     users = r.users
-    if e.max_failed_requests is not None and users.bad > e.max_failed_requests:
-        return f"{users.bad} user requests failed or timed out, at most {e.max_failed_requests} expected"
-    if e.max_failed_percent is not None and users.blast_radius_percent > e.max_failed_percent:
-        return (
-            f"{users.blast_radius_percent}% of user requests failed, at most {e.max_failed_percent}% expected"
+    if e.max_failed_requests is not None:
+        return Claim(
+            f"at most {e.max_failed_requests} user requests fail",
+            users.bad <= e.max_failed_requests,
+            f"{users.bad} user requests failed or timed out, at most {e.max_failed_requests} expected",
+        )
+    if e.max_failed_percent is not None:
+        return Claim(
+            f"at most {e.max_failed_percent}% of user requests fail",
+            users.blast_radius_percent <= e.max_failed_percent,
+            f"{users.blast_radius_percent}% of user requests failed, at most {e.max_failed_percent}% wanted",
         )
     return None
 
 
-def _notification(e: Expected, r: Result) -> str | None:
+def _notification(e: Expected, r: Result) -> Claim | None:
+    if not e.notification:
+        return None
     subjects = " ".join(n.subject for n in r.notifications)
-    if not e.notification or any(word in subjects for word in e.notification):
+    return Claim(
+        f"a notification names {' or '.join(e.notification)}",
+        any(word in subjects for word in e.notification),
+        f"no notification naming {' or '.join(e.notification)}",
+    )
+
+
+def _alarm(e: Expected, r: Result) -> Claim | None:
+    if not e.alarm_fires:
         return None
-    return f"no notification naming {' or '.join(e.notification)}"
+    return Claim("an alarm fires", bool(r.alarms_fired), "no alarm fired")
 
 
-def _alarm(e: Expected, r: Result) -> str | None:
-    return "no alarm fired" if e.alarm_fires and not r.alarms_fired else None
-
-
-def _lambda(e: Expected, r: Result) -> str | None:
-    if not e.lambda_actions or any(a.action in e.lambda_actions for a in r.auto_rollback_lambda):
+def _lambda(e: Expected, r: Result) -> Claim | None:
+    if not e.lambda_actions:
         return None
+    held = any(a.action in e.lambda_actions for a in r.auto_rollback_lambda)
     if e.lambda_actions == LAMBDA_ACTIONS:
-        return "the auto-rollback Lambda did not react"
-    return f"the auto-rollback Lambda did not act ({' or '.join(e.lambda_actions)})"
+        return Claim("the auto-rollback Lambda reacts", held, "the auto-rollback Lambda did not react")
+    wanted = " or ".join(e.lambda_actions)
+    return Claim(
+        f"the auto-rollback Lambda acts ({wanted})", held, f"the auto-rollback Lambda did not act ({wanted})"
+    )
+
+
+def _during_canary(e: Expected, r: Result) -> Claim | None:
+    if not e.decided_during_canary:
+        return None
+    held = r.decision_at is not None and (r.full_shift_at is None or r.decision_at < r.full_shift_at)
+    when = "no decision" if r.decision_at is None else f"decision at {r.decision_at:.2f}"
+    return Claim(
+        "the decision comes during the canary, before the shift to 100 %",
+        held,
+        f"{when}, production shifted to 100 % at {r.full_shift_at}",
+    )
 
 
 RULES: tuple[Rule, ...] = (
@@ -149,14 +210,24 @@ RULES: tuple[Rule, ...] = (
     _notification,
     _alarm,
     _lambda,
+    _during_canary,
 )
+
+
+def claims(expected: Expected, result: Result) -> list[Claim]:
+    """Every claim the expected outcome makes, each with whether this result bears it out."""
+    if result.deployment is None:
+        return [
+            Claim(
+                "the release is deployed", False, "; ".join(result.failures) or "the release was not deployed"
+            )
+        ]
+    return [claim for rule in RULES if (claim := rule(expected, result)) is not None]
 
 
 def check(expected: Expected, result: Result) -> list[str]:
     """What differs from the expected outcome (empty: as expected)."""
-    if result.deployment is None:
-        return list(result.failures) or ["the release was not deployed"]
-    return [problem for rule in RULES if (problem := rule(expected, result)) is not None]
+    return [claim.why for claim in claims(expected, result) if not claim.held]
 
 
 def _after_promotion(scale: TimeScale) -> dict[str, str]:
@@ -187,6 +258,16 @@ ROLLED_BACK = Expected(
 )
 # Rolled back before any user request reached it.
 UNSEEN = replace(ROLLED_BACK, text="never served", production_traffic=False, max_failed_requests=0)
+# Never leaves install; the product's deployment timeout stops it.
+NEVER_HEALTHY = replace(
+    UNSEEN,
+    text="never healthy",
+    status=("Stopped",),
+    error_code="MANUAL_STOP",
+    gate=Gate.TIMEOUT,
+    lambda_actions=("stopped",),
+    notification=("DEPLOYMENT_TIMEOUT",),
+)
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -207,6 +288,17 @@ SCENARIOS: dict[str, Scenario] = {
             "Broken /health (the spec's 'Simulate a Failed Deployment')",
             lambda _s: {"FAULT_HEALTH_FAIL": "true"},
             replace(
+                NEVER_HEALTHY,
+                text="never healthy: its containers fail their health check, so ECS keeps replacing "
+                "them and CodeDeploy stays in install; after DEPLOYMENT_TIMEOUT the auto-rollback Lambda "
+                "stops it; never receives traffic; 0 failed user requests",
+            ),
+        ),
+        Scenario(
+            "degraded-health",
+            "/health answers 200 but says degraded (the ALB and ECS checks read only the status code)",
+            lambda _s: {"FAULT_HEALTH_DEGRADED": "true"},
+            replace(
                 UNSEEN,
                 text="stopped at the test-traffic gate; never receives production traffic; rolled back; "
                 "failure notification; 0 failed user requests",
@@ -225,29 +317,29 @@ SCENARIOS: dict[str, Scenario] = {
                 text="alarm during the canary; CodeDeploy and the auto-rollback Lambda both react; exactly "
                 "one rollback; production back on the original",
                 gate=Gate.ALARM,
+                decided_during_canary=True,
                 alarm_fires=True,
                 lambda_actions=LAMBDA_ACTIONS,
             ),
         ),
         Scenario(
             "hanging",
-            "Hanging release (every request, /health included, waits 30 s)",
-            lambda _s: {"FAULT_LATENCY_MS": "30000"},
-            replace(ROLLED_BACK, text="detected and rolled back; production back on the original"),
+            "Hanging release (every request, /health included, waits 30 s) - bench only",
+            lambda s: {"FAULT_LATENCY_MS": str(round(30_000 / s.factor))},
+            replace(
+                NEVER_HEALTHY,
+                text="never healthy: its container health check times out, as broken /health; stopped after "
+                "DEPLOYMENT_TIMEOUT; never receives traffic",
+            ),
         ),
         Scenario(
             "stuck-install",
             "Release that never becomes healthy (a bad setting: its tasks exit at start, ECS keeps retrying)",
             lambda _s: {"FAULT_ERROR_RATE": "2.0"},
             replace(
-                UNSEEN,
+                NEVER_HEALTHY,
                 text="stuck in install; after DEPLOYMENT_TIMEOUT the health check reports it overdue and the "
                 "auto-rollback Lambda stops it with rollback; never receives traffic; 0 failed user requests",
-                status=("Stopped",),
-                error_code="MANUAL_STOP",
-                gate=Gate.TIMEOUT,
-                lambda_actions=("stopped",),
-                notification=("DEPLOYMENT_TIMEOUT",),
             ),
         ),
         Scenario(
@@ -269,16 +361,17 @@ SCENARIOS: dict[str, Scenario] = {
                 rollbacks=None,
                 redeployments=1,
                 redeployment_status="Succeeded",
+                detect_from_first_failure=True,
             ),
         ),
     )
 }
-# make demo's scenarios, in order (noisy-healthy is bench only).
+# make demo's scenarios, in order (hanging, which ends as broken /health does, and noisy-healthy: bench only).
 ORDER = [
     "healthy",
     "broken-health",
+    "degraded-health",
     "bad-under-traffic",
-    "hanging",
     "stuck-install",
     "regression-after-completion",
 ]
