@@ -22,6 +22,7 @@ from local.drill.bench import (
     BENCH_RATE,
     BENCH_RUNS,
     BENCH_TIME_SCALE,
+    FACTORS_RATE,
     RATE_COLUMNS,
     Setting,
     Spread,
@@ -252,7 +253,8 @@ def test_the_factor_comparison_agrees_at_20_percent_and_exits_0(
     assert main(["--factors", "30,120", "--out", str(out)], runner=fake) == 0
     assert len(fake.calls) == 2 * BENCH_RUNS
     assert not any(c["literal"] for c in fake.calls)
-    assert {c["rate"] for c in fake.calls} == {BENCH_RATE}
+    # A load the faster factor carries too, unless --rate says otherwise.
+    assert {c["rate"] for c in fake.calls} == {FACTORS_RATE} == {60}
     comparison = {(c["scenario"], c["figure"]): c for c in json.loads(out.read_text())["comparison"]}
     assert comparison["broken-health", "detect"] == {
         "scenario": "broken-health",
