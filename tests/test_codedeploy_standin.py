@@ -8,10 +8,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import boto3
 import pytest
 import requests
 
 from local.aws.codedeploy import CodeDeployServer, CodeDeployService
+from local.timescale import TimeScale
 from tests.rollback_world import wait_until
 
 APP = "phoenix-dev"
@@ -407,3 +409,38 @@ def test_a_description_over_codedeploys_100_characters_is_refused(client: Any) -
         client.get_deployment(deploymentId=created["deploymentId"])["deploymentInfo"]["description"]
         == "x" * 100
     )
+
+
+def test_times_are_served_on_the_callers_clock_so_an_age_is_aws_time_however_long_the_clock_was_held() -> (
+    None
+):
+    """The service stamps on the AWS clock; a function's wall clock runs ahead of it by every hold. Served
+    times are shifted by the held time, and createTimeRange taken back, so `now - createTime` is AWS age."""
+    scale = TimeScale(factor=1.0)
+    service = CodeDeployService(clock=scale.timestamp)
+    with CodeDeployServer(service, scale=scale) as server:
+        client = boto3.client(
+            "codedeploy",
+            endpoint_url=server.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        client.create_application(applicationName="app", computePlatform="ECS")
+        client.create_deployment_group(
+            applicationName="app",
+            deploymentGroupName="group",
+            serviceRoleArn="arn:aws:iam::123456789012:role/codedeploy",
+            deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+        )
+        created = service.seed_deployment("app", "group", "version: 0.0", description="held")
+        with scale.hold("a slow machine"):
+            time.sleep(0.3)
+        info = client.get_deployment(deploymentId=created)["deploymentInfo"]
+        age = time.time() - info["createTime"].timestamp()
+        assert age < 0.25, f"the 0.3 s hold counted in the deployment's age ({age:.2f} s)"
+        since = datetime.fromtimestamp(time.time() - 5, UTC)
+        listed = client.list_deployments(
+            applicationName="app", deploymentGroupName="group", createTimeRange={"start": since}
+        )["deployments"]
+        assert listed == [created]

@@ -158,7 +158,7 @@ class Drive:
     redeployment: dict[str, Any] | None
     serving_before: str
     start: float  # drill seconds
-    wall_start: float  # epoch seconds (CodeDeploy's createTime)
+    wall_start: float  # epoch seconds on the AWS clock (the CodeDeploy stand-in's createTime)
     events_from: int
     notes_from: int
     end: float = 0.0  # drill seconds
@@ -206,7 +206,7 @@ def drive(world: World, users: SimulatedUsers, timeline: Timeline, scenario: Sce
         redeployment=None,
         serving_before=_dominant(world.serving_versions()),
         start=scale.now(),
-        wall_start=time.time(),
+        wall_start=scale.timestamp(),
         events_from=len(world.events),
         notes_from=len(world.notifications),
     )

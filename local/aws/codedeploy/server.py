@@ -59,13 +59,38 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, TypeError) as exc:
             self._reply(400, {"__type": "SerializationException", "message": str(exc)})
             return
+        scale = self.server.scale
         try:
-            with lambda_api_call(self.server.scale, self.headers.get("User-Agent", "")):
+            with lambda_api_call(scale, self.headers.get("User-Agent", "")):
+                if scale is not None:
+                    params = _shift_times(params, -scale.held_seconds())
                 result = self.server.service.call(target[len(TARGET_PREFIX) :], params)
         except CodeDeployError as exc:
             self._reply(exc.status, {"__type": exc.code, "message": exc.message})
             return
-        self._reply(200, result)
+        self._reply(200, result if scale is None else _shift_times(result, scale.held_seconds()))
+
+
+# The deployment record's times. The service stamps them on the AWS clock (`scale.timestamp`); its callers'
+# clocks (the Lambdas', the drill's wall clock) run ahead of it by the time the clock was held, so times are
+# served shifted by that much and taken back (createTimeRange) the other way: a function's `now - createTime`
+# is then the deployment's age in AWS time, however long the stand-in held its clock.
+TIME_KEYS = frozenset(
+    {"createTime", "completeTime", "startTime", "endTime", "firstUsedTime", "registerTime", "lastUsedTime"}
+)
+
+
+def _shift_times(value: Any, seconds: float) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: v + seconds
+            if k in TIME_KEYS and isinstance(v, int | float) and not isinstance(v, bool)
+            else _shift_times(v, seconds)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_shift_times(v, seconds) for v in value]
+    return value
 
 
 class _Server(ThreadingHTTPServer):
