@@ -46,9 +46,9 @@ SCALED_SECONDS = {
     "DEPLOYMENT_TIMEOUT": True,
 }
 NETWORK_SECONDS = ("PROBE_CONNECT_TIMEOUT", "PROBE_READ_TIMEOUT")
-# The ALB's idle timeout (AWS's default, 60 s: the template does not change it); users wait a little longer,
-# so a target that never answers costs them the ALB's 504.
+# The ALB's idle timeout (AWS's default, 60 s: the template does not change it).
 ALB_IDLE_TIMEOUT_SECONDS = 60.0
+USER_TIMEOUT_FLOOR_SECONDS = 2.0
 
 
 def _render_module() -> Any:
@@ -95,7 +95,9 @@ class World(Lifecycle):
         self._events_lock = threading.Lock()
         self._exit = ExitStack()
         self._release = 0
-        self.user_timeout = 1.5 * scale.network(ALB_IDLE_TIMEOUT_SECONDS)
+        # Users wait longer than the ALB's idle timeout (a target that never answers costs them its 504), and
+        # at least 2 wall seconds: a request the machine was too busy to take in is not a user's failure.
+        self.user_timeout = max(1.5 * scale.network(ALB_IDLE_TIMEOUT_SECONDS), USER_TIMEOUT_FLOOR_SECONDS)
         self._render = _render_module()
 
     # ------------------------------------------------------------------ timeline
