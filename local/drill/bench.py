@@ -259,8 +259,8 @@ POLICY_COLUMNS: list[Column[Row]] = [
     Column("outcomes", 34, _outcomes),
     Column("false rb", 8, lambda row: str(row.false_rollbacks), ">"),
     Column("missed", 6, lambda row: str(row.missed_regressions), ">"),
-    Column("detect s (min-max)", 20, lambda row: _cell(row.detect_aws_s), ">"),
-    Column("restore s (min-max)", 20, lambda row: _cell(row.restore_aws_s), ">"),
+    Column("detect s (min-max)", 24, lambda row: _cell(row.detect_aws_s), ">"),
+    Column("restore s (min-max)", 24, lambda row: _cell(row.restore_aws_s), ">"),
     Column("failed % (min-max)", 18, lambda row: _cell(row.failed_percent), ">"),
 ]
 
