@@ -135,9 +135,11 @@ class SpyRunner(TaskRunner):
         self.spawned.append(task)
         return task
 
-    def run(self, task_definition_arn: str, count: int, task_set: str = "") -> list[Task]:
+    def run(
+        self, task_definition_arn: str, count: int, task_set: str = "", cancel: threading.Event | None = None
+    ) -> list[Task]:
         self.runs.append(task_set)
-        return super().run(task_definition_arn, count, task_set)
+        return super().run(task_definition_arn, count, task_set, cancel)
 
     def unhealthy_at(self, task: Task) -> float | None:
         return next(
