@@ -70,9 +70,11 @@ app-test: $(BIN)/.installed ## Sample app unit tests, with a JUnit report in bui
 	$(BIN)/pytest sample-app --junitxml=$(REPORTS)/sample-app.xml
 
 .PHONY: test
-# Everything but the drill on two workers (one file each at a time), then the drill (a whole demo) alone: its
-# figures are AWS time scaled from the wall clock, so it gets the machine to itself.
-test: venvs lint cfn-lint checkov ## Everything CI runs: linters, template checks and the whole pytest suite
+# The linters and template checks two at a time (each one's output kept together); everything but the drill on
+# two workers (one file each at a time); then the drill (a whole demo) alone: its Lambdas run against scaled
+# Timeouts on the wall clock, so it gets the machine to itself.
+test: venvs ## Everything CI runs: linters, template checks and the whole pytest suite
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint cfn-lint checkov
 	$(BIN)/pytest -n 2 --dist loadfile --ignore=tests/test_drill.py
 	$(BIN)/pytest tests/test_drill.py
 
