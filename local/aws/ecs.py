@@ -213,9 +213,12 @@ class TaskRunner(Lifecycle):
             if not self._scale.sleep_until(asked + self._scale.drill(self.start_seconds), cancel):
                 raise TaskFailedToStart("the start was cancelled")
             for task in started:
-                if not _listening(task):
+                # A process that already exited is no late boot: nothing to hold the clock for.
+                if task.process.poll() is None and not _listening(task):
                     with self._scale.hold(f"task boot {task.task_id}"):
                         _wait_listening(task)
+                else:
+                    _wait_listening(task)
         except TaskFailedToStart:
             for task in started:
                 self.stop_task(task)

@@ -158,7 +158,7 @@ class Drive:
     redeployment: dict[str, Any] | None
     serving_before: str
     start: float  # drill seconds
-    wall_start: float  # epoch seconds on the AWS clock (the CodeDeploy stand-in's createTime)
+    created_after: float  # epoch seconds on the AWS clock, as the CodeDeploy stand-in stamps createTime
     events_from: int
     notes_from: int
     end: float = 0.0  # drill seconds
@@ -206,7 +206,7 @@ def drive(world: World, users: SimulatedUsers, timeline: Timeline, scenario: Sce
         redeployment=None,
         serving_before=_dominant(world.serving_versions()),
         start=scale.now(),
-        wall_start=scale.timestamp(),
+        created_after=scale.timestamp(),
         events_from=len(world.events),
         notes_from=len(world.notifications),
     )
@@ -218,11 +218,11 @@ def drive(world: World, users: SimulatedUsers, timeline: Timeline, scenario: Sce
     if (scenario.expected.redeployments or 0) > 0 and driven.deployment["status"] == "Succeeded":
         try:
             world.wait_for(
-                lambda: bool(_redeployments(world, driven.wall_start, driven.deployment_id)),
+                lambda: bool(_redeployments(world, driven.created_after, driven.deployment_id)),
                 scale.drill(900) + 20,
                 "the auto-rollback Lambda's redeployment",
             )
-            first = _redeployments(world, driven.wall_start, driven.deployment_id)[0]
+            first = _redeployments(world, driven.created_after, driven.deployment_id)[0]
             driven.redeployment = _wait_final(world, str(first["deploymentId"]), "redeployment")
         except TimeoutError as exc:
             timeline.say(f"WARNING   {exc}")
@@ -284,7 +284,7 @@ def measure(world: World, users: SimulatedUsers, scenario: Scenario, driven: Dri
     requests = users.window(driven.start, driven.end)
     served = served_by(world, requests)
     events = world.events[driven.events_from :]
-    deployments = _deployments_since(world, driven.wall_start)
+    deployments = _deployments_since(world, driven.created_after)
     bad = [r for r in requests if r.outcome != "answered" and served[r.request_id] == driven.version]
     first_bad = bad[0].started if bad else None
     shifts = _production_shifts(events, driven.deployment_id)
@@ -360,7 +360,7 @@ def measure(world: World, users: SimulatedUsers, scenario: Scenario, driven: Dri
             d["deploymentId"] for d in deployments if d.get("creator") == "codeDeployRollback"
         ],
         automatic_redeployments=[
-            d["deploymentId"] for d in _redeployments(world, driven.wall_start, driven.deployment_id)
+            d["deploymentId"] for d in _redeployments(world, driven.created_after, driven.deployment_id)
         ],
         auto_rollback_lambda=lambda_actions,
         time_to_detect=since_origin(decision_t),

@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from local.aws.codedeploy.service import CodeDeployService
-from local.aws.ecs import Task, TaskFailedToStart, TaskRunner
+from local.aws.ecs import Emit, Task, TaskFailedToStart, TaskRunner
 from local.aws.elbv2 import deregistration_delay_seconds, forward_weights
 from local.aws.moto_server import ACCOUNT_ID, REGION
 from local.timescale import TimeScale
@@ -48,7 +48,6 @@ TASK_RETRY_AWS_SECONDS = 60.0
 # AWS does not document how often CodeDeploy polls a deployment's alarms; every 5 AWS seconds here (a slower
 # poll would delay the alarm gate by at most its period).
 ALARM_POLL_AWS_SECONDS = 5.0
-Emit = Callable[..., None]
 
 
 class Abort(Exception):
