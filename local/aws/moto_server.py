@@ -8,7 +8,7 @@ import urllib.request
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -33,27 +33,25 @@ CREDENTIALS = {
 
 @dataclass(frozen=True)
 class Aws:
-    """Where the stand-in's AWS endpoints are."""
+    """Where the stand-in's AWS endpoints are: moto's, and a stand-in's own per service (botocore's service id
+    in lower case, e.g. "codedeploy"), as AWS_ENDPOINT_URL_<SERVICE> sets it."""
 
     endpoint: str
-    codedeploy_endpoint: str | None = None
+    endpoints: Mapping[str, str] = field(default_factory=dict)
     region: str = REGION
 
     def env(self) -> dict[str, str]:
-        """Standard endpoint settings for a process (a Lambda worker) that talks to the stand-in."""
-        env = {
+        """Standard endpoint settings for a process (a Lambda worker, a build) that talks to the stand-in."""
+        return {
             **CREDENTIALS,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
             "AWS_ENDPOINT_URL": self.endpoint,
+            **{f"AWS_ENDPOINT_URL_{service.upper()}": url for service, url in self.endpoints.items()},
         }
-        if self.codedeploy_endpoint:
-            env["AWS_ENDPOINT_URL_CODEDEPLOY"] = self.codedeploy_endpoint
-        return env
 
     def client(self, service: str) -> Any:
         """A boto3 client for `service` on the stand-in."""
-        endpoint = self.codedeploy_endpoint if service == "codedeploy" and self.codedeploy_endpoint else None
         return boto3.session.Session(
             aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
@@ -61,14 +59,15 @@ class Aws:
             region_name=self.region,
         ).client(
             service,
-            endpoint_url=endpoint or self.endpoint,
+            endpoint_url=self.endpoints.get(service, self.endpoint),
             config=Config(
                 retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30
             ),
         )
 
-    def with_codedeploy(self, endpoint: str) -> Aws:
-        return Aws(self.endpoint, endpoint, self.region)
+    def with_endpoint(self, service: str, url: str) -> Aws:
+        """These endpoints, and `service` answered at `url`."""
+        return Aws(self.endpoint, {**self.endpoints, service: url}, self.region)
 
 
 @contextmanager

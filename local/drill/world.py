@@ -144,9 +144,9 @@ class World(Lifecycle):
 
     def _start(self) -> None:  # noqa: PLR0915 - the stand-in, piece by piece
         aws = self._exit.enter_context(moto_server(scale=self.scale))
-        self.service = CodeDeployService(clock=self.scale.timestamp)  # AWS-clock times (server.TIME_KEYS)
+        self.service = CodeDeployService(clock=self.scale.timestamp)  # AWS-clock times (json_api.TIME_KEYS)
         server = self._exit.enter_context(CodeDeployServer(self.service, scale=self.scale))
-        self.aws = aws.with_codedeploy(server.endpoint_url)
+        self.aws = aws.with_endpoint("codedeploy", server.endpoint_url)
         self.cloudwatch = self.aws.client("cloudwatch")
         self.elbv2 = self.aws.client("elbv2")
         self.ecs = self.aws.client("ecs")

@@ -71,6 +71,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from local.aws.json_api import ApiError
+
 JSON = dict[str, Any]
 
 IN_FLIGHT_STATUSES = frozenset({"Created", "Queued", "InProgress", "Baking", "Ready"})
@@ -103,14 +105,8 @@ GROUP_SETTINGS = (
 )
 
 
-class CodeDeployError(Exception):
-    """An AWS error response: `code` is the JSON protocol's `__type`."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.status = status
+class CodeDeployError(ApiError):
+    """A CodeDeploy error response: `code` is the JSON protocol's `__type`."""
 
 
 class DeploymentEngine(Protocol):
