@@ -23,8 +23,12 @@ REPOSITORY_NAME := $(patsubst $(REGISTRY)/%,%,$(IMAGE_REPO))
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-# The virtualenv is rebuilt from scratch whenever a requirements file changes.
-$(BIN)/.installed: $(REQUIREMENTS)
+# The virtualenv is rebuilt from scratch when the requirements' content changes: the stamp is named by their
+# checksum, not dated, because a fresh clone's files (CodeBuild's source) are always newer than any stamp. With
+# .venv a symlink to a cached virtualenv (the offline CodeBuild stand-in), `rm -rf` removes only the link.
+REQUIREMENTS_SUM := $(firstword $(shell cat $(REQUIREMENTS) | cksum))
+VENV_STAMP := $(BIN)/.installed-$(REQUIREMENTS_SUM)
+$(VENV_STAMP):
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -37,21 +41,21 @@ $(CHECKOV_VENV)/bin/.installed: requirements-checkov.txt
 	touch $@
 
 .PHONY: venv
-venv: $(BIN)/.installed ## Create .venv with the pinned requirements (only when missing or changed)
+venv: $(VENV_STAMP) ## Create .venv with the pinned requirements (only when missing or changed)
 
 # Both virtualenvs at once: on a fresh clone this halves the wait before the first check runs.
 .PHONY: venvs
 venvs:
-	$(MAKE) --no-print-directory -j2 $(BIN)/.installed $(CHECKOV_VENV)/bin/.installed
+	$(MAKE) --no-print-directory -j2 $(VENV_STAMP) $(CHECKOV_VENV)/bin/.installed
 
 .PHONY: lint
-lint: $(BIN)/.installed ## ruff and mypy on all Python code
+lint: $(VENV_STAMP) ## ruff and mypy on all Python code
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 .PHONY: cfn-lint
-cfn-lint: $(BIN)/.installed ## cfn-lint on the CloudFormation templates (all findings, informational included)
+cfn-lint: $(VENV_STAMP) ## cfn-lint on the CloudFormation templates (all findings, informational included)
 ifneq ($(TEMPLATES),)
 	$(BIN)/cfn-lint $(TEMPLATES)
 endif
@@ -65,7 +69,7 @@ ifneq ($(TEMPLATES),)
 endif
 
 .PHONY: app-test
-app-test: $(BIN)/.installed ## Sample app unit tests, with a JUnit report in build/reports
+app-test: $(VENV_STAMP) ## Sample app unit tests, with a JUnit report in build/reports
 	mkdir -p $(REPORTS)
 	$(BIN)/pytest sample-app --junitxml=$(REPORTS)/sample-app.xml
 
@@ -79,7 +83,7 @@ test: venvs ## Everything CI runs: linters, template checks and the whole pytest
 	$(BIN)/pytest tests/test_drill.py
 
 .PHONY: unit
-unit: $(BIN)/.installed ## The fast tier alone: the decisions as tables (tests/unit), in seconds
+unit: $(VENV_STAMP) ## The fast tier alone: the decisions as tables (tests/unit), in seconds
 	$(BIN)/pytest -m unit tests/unit
 
 .PHONY: image
@@ -107,7 +111,7 @@ LAMBDA_DEPS := build/lambda-deps
 
 # Requirements are installed for the Lambda runtime (python3.12, x86_64), not for this machine; boto3 comes
 # from the runtime. The zips are reproducible: same sources, same bytes, same S3 key in `make deploy`.
-$(LAMBDA_ZIPS) &: $(wildcard lambdas/*.py) lambdas/requirements.txt scripts/deploy.py | $(BIN)/.installed
+$(LAMBDA_ZIPS) &: $(wildcard lambdas/*.py) lambdas/requirements.txt scripts/deploy.py | $(VENV_STAMP)
 	rm -rf $(LAMBDA_DEPS)
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
 	  --platform manylinux2014_x86_64 --implementation cp --python-version 3.12 \
@@ -122,12 +126,12 @@ deploy: package ## Create or update the three stacks in the README's order (AWS_
 	$(BIN)/python scripts/deploy.py deploy
 
 .PHONY: destroy
-destroy: | $(BIN)/.installed ## Delete the three stacks in reverse order (PURGE=true: also ECR repo and artifact bucket)
+destroy: | $(VENV_STAMP) ## Delete the three stacks in reverse order (PURGE=true: also ECR repo and artifact bucket)
 	$(BIN)/python scripts/deploy.py destroy
 
 # The runbook in docs/operations.md ("Shipping a fix while an alarm is firing"): ship a fix while a gating alarm is in ALARM (the pipeline cannot).
 .PHONY: ship-fix
-ship-fix: | $(BIN)/.installed ## Deploy BUILD_OUTPUT (dir or zip, default build/deploy) with the group's alarms overridden
+ship-fix: | $(VENV_STAMP) ## Deploy BUILD_OUTPUT (dir or zip, default build/deploy) with the group's alarms overridden
 	$(BIN)/python scripts/ship_fix.py $(or $(BUILD_OUTPUT),build/deploy)
 
 .PHONY: clean
@@ -139,12 +143,12 @@ distclean: clean ## Also remove the virtualenvs
 	rm -rf $(VENV) $(CHECKOV_VENV)
 
 .PHONY: demo
-demo: $(BIN)/.installed ## The self-healing pipeline offline, measured: all scenarios, or SCENARIO=name
+demo: $(VENV_STAMP) ## The self-healing pipeline offline, measured: all scenarios, or SCENARIO=name
 	$(BIN)/python -m local.drill --scenario $(or $(SCENARIO),all)
 
 # make bench [RUNS=5]: both policies; FACTORS=30,120: the figures at two time factors, compared; RATES=60,300:
 # the verdicts at several user loads (requests per AWS minute).
 .PHONY: bench
-bench: $(BIN)/.installed ## Each drill scenario RUNS times (default 5): median and range, beside the spec's literal rule
+bench: $(VENV_STAMP) ## Each drill scenario RUNS times (default 5): median and range, beside the spec's literal rule
 	$(BIN)/python -m local.drill.bench --runs $(or $(RUNS),5) $(if $(FACTORS),--factors $(FACTORS)) \
 	  $(if $(RATES),--rates $(RATES))

@@ -112,8 +112,9 @@ def _fill(node: Any, placeholder: str, value: str) -> tuple[Any, int]:
     return node, 0
 
 
-def prepare(texts: Mapping[str, str]) -> Revision:
-    """Check the three files as CodeDeployToECS reads them; ShipFixError names the first problem."""
+def prepare(texts: Mapping[str, str], image_placeholder: str = IMAGE_PLACEHOLDER) -> Revision:
+    """Check the three files as CodeDeployToECS reads them; ShipFixError names the first problem.
+    `image_placeholder`: `<Image1ContainerName>` of the action's configuration."""
     try:
         detail = json.loads(texts["imageDetail.json"])
     except json.JSONDecodeError as err:
@@ -129,9 +130,9 @@ def prepare(texts: Mapping[str, str]) -> Revision:
         raise ShipFixError("taskdef.json is not a JSON object (a RegisterTaskDefinition request)")
     if "${" in texts["taskdef.json"]:
         raise ShipFixError("taskdef.json still holds ${...} values: use make deploy-artifacts' output")
-    filled, count = _fill(taskdef, IMAGE_PLACEHOLDER, image.strip())
+    filled, count = _fill(taskdef, image_placeholder, image.strip())
     if count == 0:
-        raise ShipFixError(f"taskdef.json has no {IMAGE_PLACEHOLDER} placeholder for the image")
+        raise ShipFixError(f"taskdef.json has no {image_placeholder} placeholder for the image")
     appspec = texts["appspec.yml"]
     if "${" in appspec:
         raise ShipFixError("appspec.yml still holds ${...} values: use make deploy-artifacts' output")

@@ -2,7 +2,8 @@
 the real sample app (sample-app/) under gunicorn on loopback. Pins the Fargate start time on the AWS clock
 (and the clock held while a process is late to listen), a task that exits at start, and the container health
 check as ECS runs it: HEALTHY, UNHEALTHY only after `retries` failures past the start period, then stopped and
-replaced in its task set, unless the set is retired.
+replaced in its task set, unless the set is retired; a replacement that fails to start (its image cannot be
+pulled) is tried again after the retry pause. Running pulled images: tests/test_image_standin.py.
 
 The AWS clock runs 60 to 100 000 times faster than the wall clock. Waits are for conditions with generous
 deadlines; timings are checked on the AWS clock, as lower bounds (upper bounds only where the clock is held).
@@ -25,11 +26,13 @@ import pytest
 from local.aws.ecs import (
     FARGATE_START_SECONDS,
     SAMPLE_APP,
+    START_RETRY_SECONDS,
     ContainerHealthCheck,
     Task,
     TaskFailedToStart,
     TaskRunner,
 )
+from local.aws.images import CannotPullContainerError
 from local.aws.moto_server import Aws, moto_server
 from local.timescale import TimeScale
 
@@ -331,3 +334,29 @@ def test_the_sample_app_is_what_runs(moto: Moto) -> None:
         assert task.environment["FAULT_HEALTH_DEGRADED"] == "true"
         assert task.ip.startswith("127.")
         assert task.ip != "127.0.0.1"  # its own loopback address, the stand-in for the task's ENI
+
+
+def test_a_replacement_whose_image_cannot_be_pulled_is_tried_again_after_the_retry_pause(moto: Moto) -> None:
+    scale = TimeScale(factor=100)  # the 60 s retry pause: 0.6 wall s
+    pulls: list[float] = []
+
+    def images(uri: str) -> Path:
+        """The first and third starts get the image; the second cannot pull it (deleted from ECR)."""
+        pulls.append(scale.now())
+        if len(pulls) == 2:
+            raise CannotPullContainerError(f"CannotPullContainerError: {uri}: not found")
+        return SAMPLE_APP
+
+    arn = moto.task_definition("v-pull", health_check(start_period=0), FAULT_HEALTH_FAIL="true")
+    with SpyRunner(moto, scale, start_seconds=5, images=images) as runner:
+        (first,) = runner.run(arn, 1, "blue")
+        wait_for(lambda: len(runner.spawned) == 2, "the replacement after the failed pull")
+        runner.retire("blue")  # no further replacement of the (still unhealthy) second task
+        assert len(pulls) == 3
+        # The failed start took the modelled start; ECS paused START_RETRY_SECONDS before the next one.
+        assert scale.aws(pulls[2] - pulls[1]) >= runner.start_seconds + START_RETRY_SECONDS
+        [failed] = [text for _, text in runner.emitted if "failed to start" in text]
+        assert failed == "replacement failed to start: CannotPullContainerError: sample-app:v-pull: not found"
+        stopped = "1 task(s) stopped at start: CannotPullContainerError: sample-app:v-pull: not found"
+        assert stopped in [text for _, text in runner.emitted]
+        assert first.process.poll() is not None or first.stopping

@@ -17,9 +17,10 @@ module does it too):
 `Stacks.create` then creates the recorded resources through their APIs from those properties, in the order
 moto met them (a resource after the ones it refers to): the alarms (PutMetricAlarm) and subscriptions
 (Subscribe) in moto, the CodeDeploy application and deployment group in the CodeDeploy stand-in
-(AWS_ENDPOINT_URL_CODEDEPLOY), the build project and the pipeline in moto (moto refuses a build project
-without a source location; the drill runs no build). One source of truth: the template files the README
-deploys. moto still skips the bucket and topic policies, which nothing refers to and the drill does not need.
+(AWS_ENDPOINT_URL_CODEDEPLOY), the build project and the pipeline in the CodeBuild and CodePipeline
+stand-ins (AWS_ENDPOINT_URL_CODEBUILD, _CODEPIPELINE: the drill runs them) or, without those, in moto.
+One source of truth: the template files the README deploys. moto still skips the bucket and topic policies,
+which nothing refers to and the drill does not need.
 
 The templates are written as a CloudFormation author writes them for AWS, and where moto's CloudFormation
 falls short of AWS's, `teach_moto()` teaches it rather than the templates bending (each with AWS's
@@ -442,7 +443,7 @@ class Stacks:
             try:
                 create(resource.properties)
             except self._cfn.exceptions.ClientError as exc:
-                # moto may not take every property AWS takes; the drill does not run the pipeline or builds.
+                # moto may not take every property AWS takes (the drill checks what it relies on exists).
                 self._log(f"{spec.name}: {resource.type} {resource.logical_id} not created: {exc}")
                 continue
             self._log(f"{spec.name}: {resource.type} {resource.logical_id} created from the template")
@@ -492,7 +493,8 @@ class Stacks:
             source["buildspec"] = source.pop("buildSpec")
         for variable in (params.get("environment") or {}).get("environmentVariables") or []:
             variable["value"] = str(variable.get("value", ""))
-        params.pop("timeoutInMinutes", None)
+        if "timeoutInMinutes" in params:
+            params["timeoutInMinutes"] = int(params["timeoutInMinutes"])
         self._aws.client("codebuild").create_project(**params)
 
     def _pipeline(self, props: dict[str, Any]) -> None:

@@ -7,8 +7,18 @@ start, which AWS does not publish a figure for; 60 s is the slow end of what Far
 take); when the process needs longer to listen, the AWS clock is held meanwhile (the machine's overhead is not
 AWS time). The task definition's container health check runs as ECS runs it (interval, timeout, retries,
 start period); a task whose essential container turns UNHEALTHY, or whose process exits, is stopped and its
-task set gets a replacement, as ECS's service scheduler does. Tasks are always stopped: `TaskRunner` is a
-context manager and stops whatever is still running on exit.
+task set gets a replacement, as ECS's service scheduler does (a replacement that fails to start is tried
+again every START_RETRY_SECONDS). Tasks are always stopped: `TaskRunner` is a context manager and stops
+whatever is still running on exit.
+
+With an image resolver (`images`, e.g. `images.Registry.pull`), a task runs the image its task definition's
+first container names: the directory of that image (its build context, pulled from the stand-in's ECR), as the
+Dockerfile's CMD runs it (`gunicorn --config gunicorn.conf.py app:create_app()` in the image's directory, here
+with the task's own loopback address). What the image would add is not reproduced: its OS and Python (tasks
+run with the drill's own interpreter and virtualenv, which `docker build` checked against the image's
+requirements.txt), its user, read-only root filesystem and /tmp volume. An image that cannot be pulled stops
+the task at start with ECS's stoppedReason (CannotPullContainerError: ...). Without a resolver every task runs
+the working tree's sample-app/: for the runner's own unit tests only.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+from local.aws.images import CannotPullContainerError
 from local.background import Lifecycle, Loop
 from local.timescale import TimeScale
 from scripts.stacks import ROOT
@@ -37,12 +48,16 @@ from scripts.stacks import ROOT
 SAMPLE_APP = ROOT / "sample-app"
 READY_TIMEOUT = 20.0
 FARGATE_START_SECONDS = 60.0
+# ECS's pause between failed task starts: AWS documents a growing back-off; fixed here (local/README.md).
+START_RETRY_SECONDS = 60.0
 # How often the service scheduler's view of container health is refreshed (each task is still probed at its
 # own health-check interval).
 HEALTH_TICK_SECONDS = 5.0
 # The container health check's scaled timeout is never below this many wall seconds (a loopback answer fits).
 PROBE_FLOOR_SECONDS = 0.1
 Emit = Callable[..., None]
+# An image URI -> the directory of that image; raises CannotPullContainerError.
+Images = Callable[[str], Path]
 
 
 class TaskFailedToStart(RuntimeError):
@@ -131,6 +146,12 @@ def container_environment(task_definition: dict[str, Any]) -> dict[str, str]:
     return {item["name"]: str(item["value"]) for item in containers[0].get("environment", [])}
 
 
+def container_image(task_definition: dict[str, Any]) -> str:
+    """The first container's image of a describe_task_definition answer."""
+    containers = task_definition.get("containerDefinitions") or [{}]
+    return str(containers[0].get("image", ""))
+
+
 class TaskRunner(Lifecycle):
     """Starts and stops sample-app tasks, registers them with target groups in moto, and keeps each task set
     at its size while its tasks fail their container health check (ECS's service scheduler)."""
@@ -143,6 +164,7 @@ class TaskRunner(Lifecycle):
         *,
         start_seconds: float = FARGATE_START_SECONDS,
         app_dir: Path = SAMPLE_APP,
+        images: Images | None = None,
         workers: int = 1,
         threads: int = 16,
         emit: Emit | None = None,
@@ -152,6 +174,8 @@ class TaskRunner(Lifecycle):
         self._scale = scale
         self.start_seconds = start_seconds
         self._app_dir = app_dir
+        self._images = images
+        self._app_dirs: dict[str, Path] = {}  # task definition ARN -> the directory its tasks run
         self._workers = workers
         self._threads = threads
         self._emit = emit or (lambda *_a, **_k: None)
@@ -160,6 +184,7 @@ class TaskRunner(Lifecycle):
         self._checks: dict[str, ContainerHealthCheck | None] = {}
         self._retired: set[str] = set()
         self._stopping = False
+        self._halt = threading.Event()  # set when the runner stops: ends the scheduler's retries
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._probes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="container-health")
@@ -205,9 +230,11 @@ class TaskRunner(Lifecycle):
         definition = self._ecs.describe_task_definition(taskDefinition=task_definition_arn)["taskDefinition"]
         arn = definition["taskDefinitionArn"]
         env = container_environment(definition)
+        asked = self._scale.now()
+        app_dir = self._pull(definition, asked, count, task_set, cancel)
         with self._lock:
             self._checks[arn] = ContainerHealthCheck.of(definition)
-        asked = self._scale.now()
+            self._app_dirs[arn] = app_dir
         started = [self._spawn(arn, env, task_set) for _ in range(count)]
         try:
             if not self._scale.sleep_until(asked + self._scale.drill(self.start_seconds), cancel):
@@ -237,9 +264,32 @@ class TaskRunner(Lifecycle):
             raise TaskFailedToStart("the task runner stopped")
         return started
 
+    def _pull(
+        self,
+        definition: dict[str, Any],
+        asked: float,
+        count: int,
+        task_set: str,
+        cancel: threading.Event | None,
+    ) -> Path:
+        """The directory the tasks of `definition` run: its image's, pulled (part of the modelled Fargate
+        start, as on AWS), or the runner's app_dir without a resolver. ECS stops a task whose image it cannot
+        pull before any container starts, once the start has run its course (CannotPullContainerError)."""
+        if self._images is None:
+            return self._app_dir
+        try:
+            return self._images(container_image(definition))
+        except CannotPullContainerError as exc:
+            if not self._scale.sleep_until(asked + self._scale.drill(self.start_seconds), cancel):
+                raise TaskFailedToStart("the start was cancelled") from None
+            self._emit("ecs", f"{count} task(s) stopped at start: {exc}", task_set=task_set)
+            raise TaskFailedToStart(str(exc)) from None
+
     def _spawn(self, arn: str, env: dict[str, str], task_set: str) -> Task:
         ip = _next_ip()
         port = _free_port(ip)
+        with self._lock:
+            app_dir = self._app_dirs.get(arn, self._app_dir)
         proc_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "PYTHONUNBUFFERED": "1",
@@ -248,14 +298,17 @@ class TaskRunner(Lifecycle):
             **env,
             "PORT": str(port),
         }
+        if app_dir != self._app_dir:
+            # A pulled image is shared by its tasks and read-only in the task (readonlyRootFilesystem).
+            proc_env["PYTHONDONTWRITEBYTECODE"] = "1"
         command = [
             sys.executable,
             "-m",
             "gunicorn",
             "--chdir",
-            str(self._app_dir),
+            str(app_dir),
             "--config",
-            str(self._app_dir / "gunicorn.conf.py"),
+            str(app_dir / "gunicorn.conf.py"),
             "--bind",
             f"{ip}:{port}",
             "--access-logfile",
@@ -313,6 +366,7 @@ class TaskRunner(Lifecycle):
         with self._lock:
             self._stopping = True
             everything = list(self._all)
+        self._halt.set()
         for task in everything:
             self.stop_task(task)
         _LIVE.discard(self)
@@ -373,11 +427,20 @@ class TaskRunner(Lifecycle):
         ).start()
 
     def _start_replacement(self, arn: str, task_set: str, target_group: str | None) -> None:
-        try:
-            (replacement,) = self.run(arn, 1, task_set)
-        except TaskFailedToStart as exc:
-            self._emit("ecs", f"replacement failed to start: {str(exc)[:120]}", task_set=task_set)
-            return
+        """Start one task in the set, again every START_RETRY_SECONDS while it fails to start, until the set
+        is retired or the runner stops."""
+        while True:
+            try:
+                (replacement,) = self.run(arn, 1, task_set, self._halt)
+                break
+            except TaskFailedToStart as exc:
+                with self._lock:
+                    done = self._stopping or task_set in self._retired
+                if done:
+                    return
+                self._emit("ecs", f"replacement failed to start: {str(exc)[:120]}", task_set=task_set)
+            if not self._scale.sleep(self._scale.drill(START_RETRY_SECONDS), self._halt):
+                return
         with self._lock:
             retired = task_set in self._retired
         if retired:

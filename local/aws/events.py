@@ -1,16 +1,26 @@
-"""EventBridge schedules: every enabled schedule rule in moto fires its event at its Lambda targets.
+"""EventBridge: schedules, and the events AWS services send to the default bus.
 
-The rule's `rate(...)` is AWS time, scaled by the time-scale factor; each target gets the EventBridge
-"Scheduled Event" as an asynchronous invocation, as EventBridge sends it.
+`Scheduler`: every enabled schedule rule in moto fires its event at its Lambda targets. The rule's
+`rate(...)` is AWS time, scaled by the time-scale factor; each target gets the EventBridge "Scheduled Event"
+as an asynchronous invocation, as EventBridge sends it.
+
+`EventBus.put`: a service event (the CodePipeline stand-in's state changes) goes to every enabled rule of the
+default bus whose EventPattern matches it (moto's matcher) and on to the rule's SNS targets, through the
+target's InputTransformer (moto's template parser; a string template arrives as its JSON text, quotes
+included, as EventBridge delivers it). moto itself delivers to no SNS target, hence this.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Self
+
+from moto.events.models import EventPattern
+from moto.events.utils import EventMessageType, EventTemplateParser
 
 from local.aws.lambda_runtime import LambdaRuntime
 from local.aws.moto_server import ACCOUNT_ID, REGION
@@ -72,3 +82,57 @@ class Scheduler(Lifecycle):
     def stop(self) -> None:
         for loop in self._loops:
             loop.stop()
+
+
+class EventBus:
+    """The default event bus of moto's EventBridge, delivering to SNS targets."""
+
+    def __init__(self, events: Any, sns: Any, clock: Any = None) -> None:
+        self._events = events
+        self._sns = sns
+        self._clock = clock
+
+    def put(self, source: str, detail_type: str, detail: dict[str, Any], resources: list[str]) -> int:
+        """Deliver one event; how many targets it reached."""
+        now = datetime.fromtimestamp(self._clock(), UTC) if self._clock else datetime.now(UTC)
+        event: EventMessageType = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": detail_type,
+            "source": source,
+            "account": ACCOUNT_ID,
+            "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": REGION,
+            "resources": resources,
+            "detail": detail,
+            "ingestion-time": now.timestamp(),
+        }
+        delivered = 0
+        for rule in self._events.list_rules()["Rules"]:
+            pattern = rule.get("EventPattern")
+            if (
+                rule.get("State") != "ENABLED"
+                or not pattern
+                or not EventPattern.load(pattern).matches_event(event)
+            ):
+                continue
+            for target in self._events.list_targets_by_rule(Rule=rule["Name"])["Targets"]:
+                if ":sns:" not in target["Arn"]:
+                    continue
+                self._sns.publish(TopicArn=target["Arn"], Message=_transformed(target, event))
+                delivered += 1
+        return delivered
+
+
+def _transformed(target: dict[str, Any], event: EventMessageType) -> str:
+    transformer = target.get("InputTransformer")
+    if transformer:
+        value = EventTemplateParser.parse(
+            input_template=transformer["InputTemplate"],
+            input_paths_map=transformer.get("InputPathsMap") or {},
+            event=event,
+        )
+        return json.dumps(value)
+    if "Input" in target:
+        return str(target["Input"])
+    return json.dumps({k: v for k, v in event.items() if k != "ingestion-time"})

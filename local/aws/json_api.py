@@ -58,6 +58,17 @@ class Service(Protocol):
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]: ...
 
 
+class Operations:
+    """A service whose operation `X` is its method `_op_X(params)`; any other is refused as AWS refuses it."""
+
+    def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        handler = getattr(self, f"_op_{operation}", None)
+        if handler is None:
+            raise ApiError("UnknownOperationException", f"Unknown operation {operation}")
+        result: dict[str, Any] = handler(params)
+        return result
+
+
 def shift_times(value: Any, seconds: float) -> Any:
     """`value` with every TIME_KEYS number moved by `seconds` (epoch seconds, as botocore sends them)."""
     if isinstance(value, dict):

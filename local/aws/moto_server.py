@@ -15,10 +15,11 @@ import boto3
 from botocore.config import Config
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+from local.aws.account import ACCOUNT_ID, REGION
 from local.timescale import TimeScale
 
-REGION = "us-east-1"
-ACCOUNT_ID = "123456789012"
+__all__ = ["ACCOUNT_ID", "REGION", "Aws", "lambda_api_call", "moto_server"]
+
 # botocore's User-Agent inside Lambda (AWS_EXECUTION_ENV=AWS_Lambda_<runtime>, which Lambda sets).
 LAMBDA_USER_AGENT = "exec-env/AWS_Lambda"
 # What one API call of a function costs in AWS time: AWS publishes no latency figure; 0.2 s is the slow end of

@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from local.aws.codedeploy.service import CodeDeployService
-from local.aws.ecs import Emit, Task, TaskFailedToStart, TaskRunner
+from local.aws.ecs import START_RETRY_SECONDS, Emit, Task, TaskFailedToStart, TaskRunner
 from local.aws.elbv2 import deregistration_delay_seconds, forward_weights
 from local.aws.moto_server import ACCOUNT_ID, REGION
 from local.timescale import TimeScale
@@ -44,7 +44,7 @@ HOOK_TIMEOUT_SECONDS = 3600
 # is 60 minutes." (CodeDeploy's error for an ECS replacement task set that never becomes healthy.)
 INSTALL_TIMEOUT_SECONDS = 3600
 # ECS starts a failed task's replacement after a pause (its service scheduler throttles repeated failures).
-TASK_RETRY_AWS_SECONDS = 60.0
+TASK_RETRY_AWS_SECONDS = START_RETRY_SECONDS
 # AWS does not document how often CodeDeploy polls a deployment's alarms; every 5 AWS seconds here (a slower
 # poll would delay the alarm gate by at most its period).
 ALARM_POLL_AWS_SECONDS = 5.0

@@ -71,7 +71,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from local.aws.json_api import ApiError
+from local.aws.json_api import ApiError, Operations
 
 JSON = dict[str, Any]
 
@@ -237,7 +237,7 @@ def _as_returned(deployment: JSON) -> JSON:
     return info
 
 
-class CodeDeployService:
+class CodeDeployService(Operations):
     """Thread-safe in-memory CodeDeploy; `call` is the API, the other public methods are the engine's."""
 
     def __init__(
@@ -255,14 +255,6 @@ class CodeDeployService:
         self._revisions: dict[tuple[str, str], JSON] = {}
         # Without an engine, how long after StopDeployment's Pending answer the stop takes effect.
         self.stop_delay = 0.2
-
-    # ------------------------------------------------------------------ API dispatch
-    def call(self, operation: str, params: JSON) -> JSON:
-        handler = getattr(self, f"_op_{operation}", None)
-        if handler is None:
-            raise CodeDeployError("UnknownOperationException", f"Unknown operation {operation}")
-        result: JSON = handler(params)
-        return result
 
     # ------------------------------------------------------------------ helpers (lock held)
     def _application(self, name: Any) -> JSON:
