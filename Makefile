@@ -74,13 +74,17 @@ app-test: $(VENV_STAMP) ## Sample app unit tests, with a JUnit report in build/r
 	$(BIN)/pytest sample-app --junitxml=$(REPORTS)/sample-app.xml
 
 .PHONY: test
-# The linters and template checks two at a time (each one's output kept together); everything but the drill on
-# two workers (one file each at a time); then the drill (a whole demo) alone: its Lambdas run against scaled
-# Timeouts on the wall clock, so it gets the machine to itself.
+# The linters and template checks beside the tests (the tests leave cores idle much of the time, waiting on
+# servers and clocks), each one's output kept together; everything but the drill on three workers (one file
+# each at a time); then the drill (a whole demo) alone: its Lambdas run against scaled Timeouts on the wall
+# clock, so it gets the machine to itself.
 test: venvs ## Everything CI runs: linters, template checks and the whole pytest suite
-	$(MAKE) --no-print-directory -j2 --output-sync=target lint cfn-lint checkov
-	$(BIN)/pytest -n 2 --dist loadfile --ignore=tests/test_drill.py
+	$(MAKE) --no-print-directory -j4 --output-sync=target lint cfn-lint checkov tests-but-drill
 	$(BIN)/pytest tests/test_drill.py
+
+.PHONY: tests-but-drill
+tests-but-drill: $(VENV_STAMP)
+	$(BIN)/pytest -n 3 --dist loadfile --ignore=tests/test_drill.py
 
 .PHONY: unit
 unit: $(VENV_STAMP) ## The fast tier alone: the decisions as tables (tests/unit), in seconds

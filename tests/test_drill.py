@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -17,21 +18,26 @@ from local.drill.run import Report, run, summary_table
 from local.drill.scenarios import ORDER
 from local.timescale import TimeScale
 
+# make demo's factor (a faster one leaves the auto-rollback Lambda too little of its scaled Timeout: its own
+# wall-clock pauses and client work are not scaled); a lighter load than the demo, to fit the budget.
 FACTOR = 120
+# make demo's scenarios but stuck-install, which ends through the same DEPLOYMENT_TIMEOUT path as
+# broken-health (make demo runs it): the budget of make test.
+SCENARIOS = [name for name in ORDER if name != "stuck-install"]
+# The whole demo is this module's fixture.
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
 def report() -> Report:
-    # make demo's factor (a faster one leaves the auto-rollback Lambda too little of its scaled Timeout: its
-    # own wall-clock pauses and client work are not scaled); a lighter load than the demo, to fit the budget.
-    return run(ORDER, TimeScale(factor=FACTOR), quiet=True, user_rate=40)
+    return run(SCENARIOS, TimeScale(factor=FACTOR), quiet=True, user_rate=40)
 
 
 def scenario(report: Report, name: str) -> Result:
     return next(r for r in report.scenarios if r.scenario == name)
 
 
-@pytest.mark.parametrize("name", ORDER)
+@pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario_ends_as_expected(report: Report, name: str) -> None:
     assert scenario(report, name).failures == [], summary_table(report.scenarios)
 
@@ -88,7 +94,11 @@ def test_the_report_shows_the_alarm_evaluations_and_their_metric_lag(report: Rep
     times = sorted({e["t"] for e in evaluations if e["alarm"] == evaluations[0]["alarm"]})
     gaps = [FACTOR * (b - a) for a, b in itertools.pairwise(times)]
     assert gaps
-    assert all(abs(gap - 60) <= 10 for gap in gaps), gaps
+    # Never faster than AWS; late only when the machine was (a tick that starts late is the stand-in's delay:
+    # its figures come out later, never sooner); the cadence itself is the minute.
+    assert min(gaps) >= 50, gaps
+    assert abs(statistics.median(gaps) - 60) <= 2, gaps
+    assert sum(abs(gap - 60) <= 10 for gap in gaps) >= 0.9 * len(gaps), gaps
     assert any(e["pending"] > 0 for e in evaluations), "the ALB's metric lag never showed"
 
 
@@ -107,10 +117,36 @@ def test_the_report_has_both_clocks_and_the_chart_is_drawn(report: Report, tmp_p
     assert result.time_to_detect is not None
     assert result.time_to_detect.aws == pytest.approx(result.time_to_detect.drill * FACTOR, abs=0.1)
     data = json.loads(json.dumps(report.to_json(), default=str))  # what build/drill/report.json holds
-    assert data["scenarios"][ORDER.index("degraded-health")]["gate"] == "test-traffic gate"
-    assert data["scenarios"][ORDER.index("degraded-health")]["outcome"] == "as expected"
+    assert data["scenarios"][SCENARIOS.index("degraded-health")]["gate"] == "test-traffic gate"
+    assert data["scenarios"][SCENARIOS.index("degraded-health")]["outcome"] == "as expected"
     write_html(data, tmp_path / "report.html")
     page = (tmp_path / "report.html").read_text()
     assert "<svg" in page
     assert "broken-health" in page
     assert (tmp_path / "report.svg").exists()
+
+
+def test_every_release_is_pushed_and_goes_through_the_pipeline_and_a_failing_test_stops_at_the_build(
+    report: Report,
+) -> None:
+    for result in report.scenarios:
+        run = result.pipeline
+        assert run is not None, result.scenario
+        assert run.trigger == "Webhook"
+        assert [a.stage for a in run.actions][:2] == ["Source", "Build"]
+        assert run.actions[0].external_id == run.commit
+        if result.scenario == "broken-build":
+            continue
+        deploy = [a for a in run.actions if a.stage == "Deploy"]
+        assert result.deployment is not None
+        assert [a.external_id for a in deploy] == [result.deployment.id], result.scenario
+        # CodeDeployToECS ends with its deployment: Succeeded only when the deployment succeeded.
+        assert deploy[0].status == ("Succeeded" if result.deployment.status == "Succeeded" else "Failed")
+    broken = scenario(report, "broken-build")
+    assert broken.pipeline is not None
+    assert broken.pipeline.stopped_at == "Build"
+    assert broken.deployment is None
+    assert "Build terminated with state: FAILED" in (broken.pipeline.actions[1].error or "")
+    assert any("the Build stage failed, nothing was deployed" in n.text for n in broken.notifications)
+    assert broken.serving_after == broken.serving_before
+    assert broken.users.bad == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import boto3
@@ -17,8 +18,19 @@ from local.aws.cloudwatch import evaluate_expression, statistic
 from local.aws.codedeploy.ecs_engine import shift_steps
 from local.aws.events import rate_seconds
 from local.background import Loop
-from local.drill.results import LAMBDA_ACTIONS, Deployment, Gate, LambdaAction, Result, Users
+from local.drill.results import (
+    LAMBDA_ACTIONS,
+    Deployment,
+    Gate,
+    LambdaAction,
+    Notification,
+    PipelineAction,
+    PipelineRun,
+    Result,
+    Users,
+)
 from local.drill.scenarios import SCENARIOS, Expected, Serving, check
+from local.timescale import TimeScale
 
 
 def sample(*values: float) -> list[tuple[float, float, float, float, list[float]]]:
@@ -267,12 +279,26 @@ def test_a_background_loop_logs_a_failed_step_and_goes_on(caplog: pytest.LogCapt
     assert "RuntimeError: boom" in caplog.text
 
 
+def pipeline(*actions: tuple[str, str, str | None]) -> PipelineRun:
+    """A pipeline execution of the release: (stage, status, external id) per action."""
+    return PipelineRun(
+        "e-1", "Succeeded", "c0ffee", "Webhook", [PipelineAction(st, st, s, ext) for st, s, ext in actions]
+    )
+
+
+DEPLOYED = pipeline(
+    ("Source", "Succeeded", "c0ffee"), ("Build", "Succeeded", "b-1"), ("Deploy", "Succeeded", "d-1")
+)
+BUILD_FAILED = pipeline(("Source", "Succeeded", "c0ffee"), ("Build", "Failed", "b-1"))
+
+
 def result(**fields: Any) -> Result:
     base: dict[str, Any] = {
         "scenario": "s",
         "title": "t",
         "expected": "e",
         "release": "v3",
+        "pipeline": DEPLOYED,
         "deployment": Deployment("d-1", "Succeeded"),
         "serving_before": "v2",
         "serving_after": "v3",
@@ -356,6 +382,37 @@ PROMOTED = Expected("promoted", status=("Succeeded",), serving=Serving.RELEASE, 
             result(deployment=None, failures=["waited 90 s for deployment d-1"]),
             ["waited 90 s for deployment d-1"],
         ),
+        (
+            # Every release goes through the pipeline: a deployment nobody pushed is not one.
+            PROMOTED,
+            result(pipeline=None),
+            ["pipeline missing, its deployment [], the release's d-1"],
+        ),
+        (
+            PROMOTED,
+            result(pipeline=pipeline(("Source", "Succeeded", "c0ffee"), ("Deploy", "Succeeded", "d-9"))),
+            ["pipeline push -> Source ok -> Deploy ok, its deployment ['d-9'], the release's d-1"],
+        ),
+        (
+            SCENARIOS["broken-build"].expected,
+            result(
+                pipeline=BUILD_FAILED,
+                deployment=None,
+                serving_after="v2",
+                notifications=[
+                    Notification(1.0, "", '"FAILED - p: the Build stage failed, nothing was deployed')
+                ],
+            ),
+            [],
+        ),
+        (
+            SCENARIOS["broken-build"].expected,
+            result(serving_after="v2"),
+            [
+                "pipeline push -> Source ok -> Build ok -> Deploy ok, deployment d-1",
+                "no notification naming FAILED",
+            ],
+        ),
     ],
 )
 def test_one_generic_check_reads_the_expected_outcome_as_data(
@@ -395,3 +452,20 @@ def test_the_types_moto_skips_answer_only_the_get_att_attributes_aws_documents(
     else:
         with pytest.raises(cfn.exceptions.ClientError, match="does not support attribute type Arn"):
             cfn.create_stack(StackName="s", TemplateBody=json.dumps(body))
+
+
+def test_a_loop_on_the_aws_clock_is_not_late_after_a_hold() -> None:
+    """A hold that ends while a loop waits out a long interval: the step still comes when the clock reaches
+    it (within the loop's wait cap), not a whole interval later (the alarm evaluator's minute)."""
+    scale = TimeScale(factor=120)
+    fired: list[float] = []
+    with Loop("minute", lambda: fired.append(scale.now()), every=0.5, clock=scale.now):
+        time.sleep(0.1)
+        with scale.hold("a build"):
+            time.sleep(0.3)
+        due = 0.5  # drill seconds after the loop started, held time excluded
+        deadline = time.monotonic() + 5
+        while not fired and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert fired
+    assert fired[0] - due < 0.15, fired

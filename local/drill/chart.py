@@ -234,12 +234,14 @@ def axes(f: Frame, scenario_marks: list[dict[str, Any]], holds: list[dict[str, A
     ends = [0.0, 0.0]  # where the last name of each of the two rows ends
     for mark in scenario_marks:
         mx = f.x(mark["t"])
+        # The name, and where its release's pipeline got to (stopped at a stage, or deployed).
+        label = mark["scenario"] + (f" [{mark['pipeline']}]" if mark.get("pipeline") else "")
         row = 0 if mx >= ends[0] or ends[1] > mx else 1  # a name that would overlap goes one row up
-        ends[row] = mx + 3 + 6.5 * len(mark["scenario"])
+        ends[row] = mx + 3 + 6.5 * len(label)
         parts.append(
             f'<line x1="{mx:.1f}" y1="{f.top - 6 - 11 * row}" x2="{mx:.1f}" y2="{f.top + f.plot_h}" '
             f'stroke="#999" stroke-width="0.5"/>'
-            f'<text x="{mx + 3:.1f}" y="{f.top - 8 - 11 * row}" fill="#555">{_esc(mark["scenario"])}</text>'
+            f'<text x="{mx + 3:.1f}" y="{f.top - 8 - 11 * row}" fill="#555">{_esc(label)}</text>'
         )
     bottom = f.top + f.plot_h
     parts.append(
@@ -366,6 +368,7 @@ def _cell(value: object) -> str:
 def write_html(report: dict[str, Any], path: Path) -> None:
     rows = "".join(
         f"<tr><td>{_esc(r['scenario'])}</td><td>{_esc(r['outcome'])}</td>"
+        f"<td>{_esc((r.get('pipeline') or {}).get('path', '-'))}</td>"
         f"<td>{_esc(r['gate'])}</td>"
         f"<td>{r['users']['failed'] + r['users']['timed_out']}/{r['users']['total']}</td>"
         f"<td>{_cell(r.get('exposed_at'))}</td>"
@@ -388,7 +391,7 @@ def write_html(report: dict[str, Any], path: Path) -> None:
         "the release's first production traffic; black: rollback decision; green: production restored. Lanes "
         "below: each alarm's evaluations, coloured by state (green OK, red ALARM, grey INSUFFICIENT_DATA), a "
         "hollow ring where CloudWatch held datapoints it had received but not yet shown (hover for the "
-        f"datapoints).</p>{svg(report)}<table><tr><th>scenario</th><th>outcome</th><th>gate</th>"
+        f"datapoints).</p>{svg(report)}<table><tr><th>scenario</th><th>outcome</th><th>pipeline</th><th>gate</th>"
         "<th>users failed/total</th><th>exposed (drill s)</th>"
         f"<th>detect (AWS s)</th><th>restore (AWS s)</th><th>serving</th></tr>{rows}</table>"
     )

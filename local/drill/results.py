@@ -87,7 +87,42 @@ class LambdaAction:
 @dataclass(frozen=True)
 class Notification:
     t: float
-    subject: str
+    subject: str  # empty for EventBridge's deliveries (their text is the message)
+    text: str = ""  # the message's first line
+
+
+@dataclass(frozen=True)
+class PipelineAction:
+    """One action of the release's pipeline execution, as ListActionExecutions tells it."""
+
+    stage: str
+    action: str
+    status: str
+    external_id: str | None = None  # the commit, the build id, the deployment id
+    error: str | None = None
+    aws_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """The pipeline execution the release's push started."""
+
+    execution_id: str
+    status: str
+    commit: str | None
+    trigger: str
+    actions: list[PipelineAction] = field(default_factory=list)
+
+    @property
+    def stopped_at(self) -> str | None:
+        """The stage of the first failed action (None when none failed)."""
+        return next((a.stage for a in self.actions if a.status == "Failed"), None)
+
+    @property
+    def path(self) -> str:
+        """push -> Source ok -> Build FAILED, for the timeline and the chart."""
+        marks = {"Succeeded": "ok", "Failed": "FAILED", "InProgress": "..."}
+        return " -> ".join(["push", *(f"{a.stage} {marks.get(a.status, a.status)}" for a in self.actions)])
 
 
 @dataclass(frozen=True)
@@ -104,6 +139,7 @@ class Result:
     title: str
     expected: str
     release: str
+    pipeline: PipelineRun | None = None
     deployment: Deployment | None = None
     redeployment: Redeployment | None = None
     serving_before: str = "-"
@@ -133,4 +169,7 @@ class Result:
         return "NOT as expected" if self.failures else "as expected"
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "outcome": self.outcome}
+        data = {**asdict(self), "outcome": self.outcome}
+        if self.pipeline is not None:
+            data["pipeline"].update(path=self.pipeline.path, stopped_at=self.pipeline.stopped_at)
+        return data

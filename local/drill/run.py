@@ -1,11 +1,12 @@
 """The drill: scenarios shipped one after the other on one World, while simulated users send requests.
 
-For each scenario, `drive` ships the release (CreateDeployment as CodePipeline's CodeDeployToECS action does)
-and waits for its deployment to end - and, when the scenario expects automatic redeployments, for the
-auto-rollback Lambda's - then watches a few more health-check periods; `measure` accounts for every user
-request of that window by the version that served it (the ALB's access log) and reads the events (alarms,
-hooks, traffic shifts, rollback decisions, notifications) into a typed `Result`; `check` compares it with
-the scenario's `Expected`. `run` returns a `Report`, whose `to_json()` is build/drill/report.json.
+For each scenario, `drive` ships the release as a developer does (a commit of its change, `git push`),
+follows the pipeline execution the push starts (source, build, CodeDeployToECS) and waits for its deployment
+to end - and, when the scenario expects automatic redeployments, for the auto-rollback Lambda's - then watches
+a few more health-check periods; `measure` accounts for every user request of that window by the version that
+served it (the ALB's access log) and reads the events (alarms, hooks, traffic shifts, rollback decisions,
+notifications) into a typed `Result`; `check` compares it with the scenario's `Expected`. `run` returns a
+`Report`, whose `to_json()` is build/drill/report.json.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from local.drill.results import (
     Gate,
     LambdaAction,
     Notification,
+    PipelineAction,
+    PipelineRun,
     Redeployment,
     Result,
     Seconds,
@@ -35,7 +38,7 @@ from local.drill.scenarios import SCENARIOS, Scenario, claims
 from local.drill.table import Column, render
 from local.drill.traffic import UserRequest
 from local.drill.traffic import Users as SimulatedUsers
-from local.drill.world import Event, World
+from local.drill.world import BUILD_TIMEOUT_FLOOR_SECONDS, Event, World
 from local.timescale import TimeScale
 
 # make demo's user load, in requests per AWS minute: what the machine carries at the demo's x120 (120 requests
@@ -93,6 +96,8 @@ class Timeline:
             "notification": "notify",
             "scenario": "==>",
             "ecs": "ecs",
+            "push": "git",
+            "pipeline": "pipeline",
         }
         return f"{labels.get(event.kind, event.kind):9s} {event.text}"
 
@@ -118,7 +123,7 @@ def served_by(world: World, requests: list[UserRequest]) -> dict[str, str]:
     out = {}
     for request in requests:
         target = by_id.get(request.request_id)
-        version = world.runner.version_of(target) if target else None
+        version = world.version_of(target) if target else None
         out[request.request_id] = version or "none"
     return out
 
@@ -153,6 +158,7 @@ class Drive:
     """What `drive` did: the release, its deployment, and the scenario's window on every clock."""
 
     version: str
+    pipeline: PipelineRun | None
     deployment_id: str
     deployment: dict[str, Any]
     redeployment: dict[str, Any] | None
@@ -194,13 +200,14 @@ def _wait_final(world: World, deployment_id: str, what: str) -> dict[str, Any]:
 
 
 def drive(world: World, users: SimulatedUsers, timeline: Timeline, scenario: Scenario, version: str) -> Drive:
-    """Ship the release and wait for what the scenario sets in motion; raises TimeoutError when stuck."""
+    """Push the release and wait for what the scenario sets in motion; raises TimeoutError when stuck."""
     scale = world.scale
     wait_quiet(world)
     timeline.say(f"--- scenario {scenario.name}: {scenario.title}")
     faults = scenario.faults(scale)
     driven = Drive(
         version=version,
+        pipeline=None,
         deployment_id="",
         deployment={},
         redeployment=None,
@@ -210,11 +217,28 @@ def drive(world: World, users: SimulatedUsers, timeline: Timeline, scenario: Sce
         events_from=len(world.events),
         notes_from=len(world.notifications),
     )
-    driven.deployment_id = world.deploy(version, faults)
+    what = scenario.change_text or (f"faults {faults}" if faults else "no fault")
+    commit = world.ship(version, {**world.release_files(faults), **scenario.source_files()}, what)
+    execution = world.execution_of(commit, timeout=30)
+    # The build and CodeDeployToECS: at most the build's timeout (30 AWS minutes, at least 2 wall minutes).
+    deployment_id = world.deployment_of(
+        execution, timeout=BUILD_TIMEOUT_FLOOR_SECONDS + scale.drill(30 * 60) + 30
+    )
+    driven.start = scale.now()
+    if deployment_id is None:
+        timeline.say(f"release   {version} ({commit[:8]}) stopped in its pipeline: nothing deployed")
+        driven.pipeline = _pipeline_run(world, execution)
+        scale.sleep(scale.drill(2 * 60))  # the failure's notification, and users on the original meanwhile
+        driven.end = scale.now()
+        users.wait_settled(driven.end, timeout=world.user_timeout + 1.0)
+        return driven
+    driven.deployment_id = deployment_id
     timeline.say(
-        f"release   {version} -> CreateDeployment {driven.deployment_id} (faults: {faults or 'none'})"
+        f"release   {version} ({commit[:8]}) -> CreateDeployment {deployment_id} (faults: {faults or 'none'})"
     )
     driven.deployment = _wait_final(world, driven.deployment_id, "deployment")
+    world.pipelines.wait(world.pipeline, execution, timeout=30)
+    driven.pipeline = _pipeline_run(world, execution)
     if (scenario.expected.redeployments or 0) > 0 and driven.deployment["status"] == "Succeeded":
         try:
             world.wait_for(
@@ -233,6 +257,17 @@ def drive(world: World, users: SimulatedUsers, timeline: Timeline, scenario: Sce
     driven.end = scale.now()
     users.wait_settled(driven.end, timeout=world.user_timeout + 1.0)
     return driven
+
+
+def _pipeline_run(world: World, execution: str) -> PipelineRun:
+    run = world.pipeline_run(execution)
+    return PipelineRun(
+        run["execution_id"],
+        run["status"],
+        run["commit"],
+        run["trigger"],
+        [PipelineAction(**a) for a in run["actions"]],
+    )
 
 
 def account(requests: list[UserRequest], served: dict[str, str]) -> Users:
@@ -335,7 +370,10 @@ def measure(world: World, users: SimulatedUsers, scenario: Scenario, driven: Dri
         title=scenario.title,
         expected=scenario.expected.text,
         release=driven.version,
-        deployment=Deployment(
+        pipeline=driven.pipeline,
+        deployment=None
+        if not first
+        else Deployment(
             first["deploymentId"],
             first["status"],
             error.get("code"),
@@ -371,7 +409,8 @@ def measure(world: World, users: SimulatedUsers, scenario: Scenario, driven: Dri
         if origin == exposed_at
         else "deployment start",
         notifications=[
-            Notification(round(n["t"], 3), n["subject"]) for n in world.notifications[driven.notes_from :]
+            Notification(round(n["t"], 3), n["subject"], n["message"].strip().split("\n")[0][:200])
+            for n in world.notifications[driven.notes_from :]
         ],
         window=Window(round(driven.start, 3), round(driven.end, 3)),
         decision_at=None if decision_t is None else round(decision_t, 3),
@@ -393,6 +432,8 @@ def run_scenario(
     except TimeoutError as exc:
         result = Result(scenario.name, scenario.title, scenario.expected.text, version, failures=[str(exc)])
     counts = result.users
+    if result.pipeline is not None:
+        timeline.say(f"pipeline  {result.pipeline.path} (execution {result.pipeline.execution_id[:8]})")
     timeline.say(
         f"=== {scenario.name}: {result.outcome} - {counts.failed} failed + {counts.timed_out} timed out of "
         f"{counts.total} user requests; serving {result.serving_before} -> {result.serving_after}"
@@ -410,8 +451,14 @@ def reset_release(world: World, timeline: Timeline, version: str) -> None:
         world.scale.drill(INSTALL_TIMEOUT_SECONDS + HOOK_TIMEOUT_SECONDS) + 30,
         "no deployment in flight",
     )
-    timeline.say(f"reset     a faulty release serves: shipping clean {version} (not measured)")
-    _wait_final(world, world.deploy(version, {}), "deployment")
+    timeline.say(f"reset     a faulty release serves: pushing clean {version} (not measured)")
+    execution = world.execution_of(world.ship(version, {}, "clean release"), timeout=30)
+    deployment = world.deployment_of(
+        execution, timeout=BUILD_TIMEOUT_FLOOR_SECONDS + world.scale.drill(30 * 60) + 30
+    )
+    if deployment is None:
+        raise TimeoutError(f"the clean release {version} stopped in its pipeline")
+    _wait_final(world, deployment, "deployment")
 
 
 def wait_quiet(world: World) -> None:
@@ -483,7 +530,7 @@ def run(
                 if SCENARIOS[name].faults(scale):
                     faulty.add(version)
                 results.append(run_scenario(world, users, timeline, SCENARIOS[name], version))
-                if results[-1].deployment is None:
+                if results[-1].deployment is None and results[-1].pipeline is None:
                     break
                 if reset and results[-1].serving_after in faulty:
                     reset_release(world, timeline, f"v{serial}")
@@ -508,13 +555,25 @@ def run(
         scenarios=results,
         series=series,
         marks=marks,
-        scenario_marks=[{"t": r.window.start, "scenario": r.scenario} for r in results if r.window],
+        scenario_marks=[
+            {"t": r.window.start, "scenario": r.scenario, "pipeline": pipeline_stage(r)}
+            for r in results
+            if r.window
+        ],
         timeline=timeline.lines,
         evaluations=evaluations,
         holds=[asdict(h) for h in scale.holds],
         held_by_reason={k: round(v, 3) for k, v in scale.held_by_reason.items()},
         ok=all(not r.failures for r in results) and len(results) == len(names),
     )
+
+
+def pipeline_stage(result: Result) -> str:
+    """Where the release's pipeline got to: "reached Deploy" (CodeDeploy took it) or where it stopped."""
+    if result.pipeline is None:
+        return "no pipeline"
+    stopped = result.pipeline.stopped_at
+    return f"stopped at {stopped}" if stopped and result.deployment is None else "reached Deploy"
 
 
 def world_series(
@@ -541,6 +600,7 @@ def _duration(value: Seconds | None) -> str:
 SUMMARY: list[Column[Result]] = [
     Column("scenario", 30, lambda r: r.scenario),
     Column("outcome", 16, lambda r: r.outcome),
+    Column("pipeline", 18, pipeline_stage),
     Column("gate", 34, lambda r: str(r.gate)),
     Column("users failed/total", 18, lambda r: f"{r.users.bad}/{r.users.total}", ">"),
     Column("detect", 14, lambda r: _duration(r.time_to_detect), ">"),

@@ -46,14 +46,23 @@ class Expected:
     lambda_actions: tuple[str, ...] = ()  # the auto-rollback Lambda takes one of these actions
     decided_during_canary: bool = False  # the decision comes before production shifts to 100 %
     detect_from_first_failure: bool = False  # the fault starts after promotion: detect counts from its onset
+    pipeline_stops_at: str | None = None  # the pipeline execution fails in this stage: nothing is deployed
 
 
 @dataclass(frozen=True)
 class Scenario:
+    """A release: its faults (switched on in pipeline-config/taskdef.json's container environment) and any
+    other change to the code it commits (`source`: path -> content), pushed as one commit."""
+
     name: str
     title: str
     faults: Callable[[TimeScale], dict[str, str]]
     expected: Expected
+    source: Callable[[], dict[str, str]] | None = None
+    change_text: str = ""  # the commit's subject when it is not just faults
+
+    def source_files(self) -> dict[str, str]:
+        return self.source() if self.source else {}
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,9 @@ class Claim:
 Rule = Callable[[Expected, Result], Claim | None]
 
 
-def _status(e: Expected, r: Result) -> Claim:
+def _status(e: Expected, r: Result) -> Claim | None:
+    if e.pipeline_stops_at is not None:
+        return None
     status = r.deployment.status if r.deployment else "missing"
     code = r.deployment.error_code if r.deployment else None
     wanted = " or ".join(e.status) + (f" ({e.error_code})" if e.error_code else "")
@@ -157,10 +168,31 @@ def _failed_requests(e: Expected, r: Result) -> Claim | None:
     return None
 
 
+def _pipeline(e: Expected, r: Result) -> Claim:
+    """Every release goes git push -> pipeline execution -> its deployment, or stops where expected."""
+    run = r.pipeline
+    if e.pipeline_stops_at is not None:
+        stopped = run.stopped_at if run else None
+        return Claim(
+            f"the pipeline stops at {e.pipeline_stops_at}; nothing is deployed",
+            run is not None and stopped == e.pipeline_stops_at and r.deployment is None,
+            f"pipeline {run.path if run else 'missing'}, "
+            f"deployment {r.deployment.id if r.deployment else None}",
+        )
+    deployed = [a.external_id for a in (run.actions if run else []) if a.stage == "Deploy"]
+    held = run is not None and r.deployment is not None and deployed == [r.deployment.id]
+    return Claim(
+        "the release goes git push -> pipeline -> its deployment",
+        held,
+        f"pipeline {run.path if run else 'missing'}, its deployment {deployed}, the release's "
+        f"{r.deployment.id if r.deployment else None}",
+    )
+
+
 def _notification(e: Expected, r: Result) -> Claim | None:
     if not e.notification:
         return None
-    subjects = " ".join(n.subject for n in r.notifications)
+    subjects = " ".join(f"{n.subject} {n.text}" for n in r.notifications)
     return Claim(
         f"a notification names {' or '.join(e.notification)}",
         any(word in subjects for word in e.notification),
@@ -199,6 +231,7 @@ def _during_canary(e: Expected, r: Result) -> Claim | None:
 
 
 RULES: tuple[Rule, ...] = (
+    _pipeline,
     _status,
     _gate,
     _serving,
@@ -216,7 +249,7 @@ RULES: tuple[Rule, ...] = (
 
 def claims(expected: Expected, result: Result) -> list[Claim]:
     """Every claim the expected outcome makes, each with whether this result bears it out."""
-    if result.deployment is None:
+    if result.deployment is None and expected.pipeline_stops_at is None:
         return [
             Claim(
                 "the release is deployed", False, "; ".join(result.failures) or "the release was not deployed"
@@ -238,6 +271,15 @@ def _after_promotion(scale: TimeScale) -> dict[str, str]:
         "FAULT_ERROR_RATE": "1.0",
         "FAULT_AFTER_SECONDS": f"{scale.drill(600) + 4.0:.1f}",
     }
+
+
+# What the broken-build scenario commits: a unit test that fails, so `make app-test` fails the build.
+FAILING_TEST = '''"""A release gate the drill breaks on purpose: a commit whose tests fail must not ship."""
+
+
+def test_the_release_gate_holds() -> None:
+    assert 1 + 1 == 3, "this commit must not reach production"
+'''
 
 
 # The two ends a release can have, refined per scenario with dataclasses.replace.
@@ -282,6 +324,25 @@ SCENARIOS: dict[str, Scenario] = {
                 max_failed_requests=0,
                 notification=("SUCCESS",),
             ),
+        ),
+        Scenario(
+            "broken-build",
+            "A failing unit test is pushed (the build's tests stop it)",
+            lambda _s: {},
+            Expected(
+                "stopped at the build: nothing deployed; the original serves; a notification names the "
+                "failed stage; 0 failed user requests",
+                status=(),
+                serving=Serving.ORIGINAL,
+                production_traffic=False,
+                rollbacks=0,
+                redeployments=0,
+                max_failed_requests=0,
+                notification=("FAILED",),
+                pipeline_stops_at="Build",
+            ),
+            source=lambda: {"sample-app/test_release_gate.py": FAILING_TEST},
+            change_text="a unit test that fails",
         ),
         Scenario(
             "broken-health",
@@ -369,6 +430,7 @@ SCENARIOS: dict[str, Scenario] = {
 # make demo's scenarios, in order (hanging, which ends as broken /health does, and noisy-healthy: bench only).
 ORDER = [
     "healthy",
+    "broken-build",
     "broken-health",
     "degraded-health",
     "bad-under-traffic",

@@ -24,15 +24,22 @@ import yaml
 
 from local.aws.cloudformation import Stacks
 from local.aws.cloudwatch import AlarmEvaluator, StateChange
+from local.aws.codebuild import BuildHost, CodeBuildServer, CodeBuildService
 from local.aws.codedeploy import CodeDeployServer, CodeDeployService
 from local.aws.codedeploy.ecs_engine import EcsBlueGreenEngine
+from local.aws.codepipeline import CodePipelineServer, CodePipelineService, S3Location
+from local.aws.codepipeline.actions import CloneRef, connect_webhooks, providers, register_release
+from local.aws.codepipeline.connection import GitHubStandIn
+from local.aws.docker_cli import write_docker_cli
 from local.aws.ecs import TaskRunner
 from local.aws.elbv2 import LoadBalancer, forward_weights, registered_targets
-from local.aws.events import Scheduler
+from local.aws.events import EventBus, Scheduler
+from local.aws.images import Registry
 from local.aws.lambda_runtime import LambdaRuntime
 from local.aws.moto_server import ACCOUNT_ID, REGION, moto_server
 from local.aws.sns import SnsDelivery
 from local.background import Lifecycle, Loop
+from local.drill.repository import WorkingCopy
 from local.timescale import TimeScale
 from scripts.deploy import LAMBDAS, Names, lambda_sources, write_zip
 from scripts.stacks import CLUSTER, LAMBDA, PIPELINE, ROOT, load_template, tags
@@ -49,6 +56,18 @@ NETWORK_SECONDS = ("PROBE_CONNECT_TIMEOUT", "PROBE_READ_TIMEOUT")
 # The ALB's idle timeout (AWS's default, 60 s: the template does not change it).
 ALB_IDLE_TIMEOUT_SECONDS = 60.0
 USER_TIMEOUT_FLOOR_SECONDS = 2.0
+# The pipeline's source: the repository and branch the drill pushes to, through a connection whose ARN has the
+# template's form (its AllowedPattern).
+GITHUB_REPO = "example/phoenix-pipeline"
+GITHUB_BRANCH = "main"
+CONNECTION_ARN = (
+    f"arn:aws:codestar-connections:{REGION}:{ACCOUNT_ID}:connection/00000000-0000-4000-8000-0000000d0d0e"
+)
+# A build's commands run at this machine's pace: its 30-minute timeout is never below 2 wall minutes.
+BUILD_TIMEOUT_FLOOR_SECONDS = 120.0
+# The image placeholder of the pipeline's CodeDeployToECS action (Image1ContainerName) and the build output.
+IMAGE_PLACEHOLDER = "<IMAGE1_NAME>"
+BUILD_FILES = ("imageDetail.json", "taskdef.json", "appspec.yml")
 
 
 def _render_module() -> Any:
@@ -92,6 +111,8 @@ class World(Lifecycle):
         if literal:
             self._deployment_config = "CodeDeployDefault.ECSAllAtOnce"
         self.events: list[Event] = []
+        self.labels: dict[str, str] = {}  # a commit's short id (APP_VERSION) -> the drill's release label
+        self.baseline_output: dict[str, str] = {}
         self._events_lock = threading.Lock()
         self._exit = ExitStack()
         self._release = 0
@@ -144,17 +165,66 @@ class World(Lifecycle):
 
     def _start(self) -> None:  # noqa: PLR0915 - the stand-in, piece by piece
         aws = self._exit.enter_context(moto_server(scale=self.scale))
+        work = Path(self._exit.enter_context(tempfile.TemporaryDirectory(prefix="phoenix-drill-")))
         self.service = CodeDeployService(clock=self.scale.timestamp)  # AWS-clock times (json_api.TIME_KEYS)
         server = self._exit.enter_context(CodeDeployServer(self.service, scale=self.scale))
-        self.aws = aws.with_endpoint("codedeploy", server.endpoint_url)
+        # The developer's side: GitHub (the connection's repositories) and a clone of this project.
+        self.github = self._exit.enter_context(GitHubStandIn(work / "github"))
+        self.working_copy = WorkingCopy.create(
+            work / "working-copy",
+            self.github.create_repository(GITHUB_REPO),
+            GITHUB_BRANCH,
+            changes=self._literal_appspec() if self.literal else {},
+        )
+        # CodePipeline (executions start on pushes) and CodeBuild (the buildspec run for real).
+        self.pipelines = CodePipelineService(clock=self.scale.timestamp, start_on_create=False)
+        pipeline_server = self._exit.enter_context(CodePipelineServer(self.pipelines, scale=self.scale))
+        # Builds run on this machine with a docker stand-in whose images are their build contexts, pushed to
+        # the ECR stand-in (moto's ECR and the registry's blobs) and pulled from it by the ECS task runner.
+        registry = work / "registry"
+        host = BuildHost(
+            tools=lambda ws: (
+                write_docker_cli(ws / "bin", registry_dir=registry, daemon_dir=ws / "docker").parent
+            ),
+            cli_dir=ROOT / ".venv" / "bin",  # the AWS CLI
+            cached_paths={".venv": ROOT / ".venv"},  # CodeBuild's cache: see local/README.md
+            work_dir=work,
+            timeout_floor=BUILD_TIMEOUT_FLOOR_SECONDS,
+            hold_clock=True,  # the machine's build work is not AWS time (see local/README.md)
+        )
+        self.builds = CodeBuildService(aws, host, clock=self.scale.timestamp, scale=self.scale)
+        build_server = self._exit.enter_context(CodeBuildServer(self.builds, scale=self.scale))
+        self.aws = (
+            aws.with_endpoint("codedeploy", server.endpoint_url)
+            .with_endpoint("codepipeline", pipeline_server.endpoint_url)
+            .with_endpoint("codebuild", build_server.endpoint_url)
+        )
+        self.builds.aws = self.aws  # builds start with every endpoint known
+        self.registry = Registry(registry, self.aws.client("ecr"))
         self.cloudwatch = self.aws.client("cloudwatch")
         self.elbv2 = self.aws.client("elbv2")
         self.ecs = self.aws.client("ecs")
         self.codedeploy = self.aws.client("codedeploy")
         self.sns = self.aws.client("sns")
         self.sqs = self.aws.client("sqs")
+        self.s3 = self.aws.client("s3")
+        self.pipelines.providers = providers(
+            github=self.github,
+            builds=self.builds,
+            s3=self.s3,
+            ecs=self.ecs,
+            codedeploy=self.codedeploy,
+            sleep=lambda aws_seconds: self.scale.sleep(self.scale.drill(aws_seconds)),
+        )
+        connect_webhooks(self.pipelines, self.github)
+        self.event_bus = EventBus(self.aws.client("events"), self.sns, clock=self.scale.timestamp)
+        self.pipelines.on_event = self._pipeline_event
 
-        self.emit("setup", f"moto on {aws.endpoint}, CodeDeploy stand-in on {server.endpoint_url}")
+        self.emit(
+            "setup",
+            f"moto on {aws.endpoint}; stand-ins: CodeDeploy {server.endpoint_url}, CodePipeline "
+            f"{pipeline_server.endpoint_url}, CodeBuild {build_server.endpoint_url}",
+        )
         # The README's order: the cluster stack (it owns the artifact bucket), the Lambda zips uploaded to
         # that bucket, the Lambda stack, then the CI/CD stack.
         names = Names()
@@ -170,8 +240,9 @@ class World(Lifecycle):
         self.code_dirs = self._package_lambdas(code_root, bucket)
         self.stacks.create(LAMBDA, {"ArtifactBucket": bucket, **overrides.get(LAMBDA.name, {})})
         pipeline_params = {
-            "GitHubRepo": "example/phoenix-pipeline",
-            "GitHubConnectionArn": f"arn:aws:codestar-connections:{REGION}:{ACCOUNT_ID}:connection/drill",
+            "GitHubRepo": GITHUB_REPO,
+            "GitHubBranch": GITHUB_BRANCH,
+            "GitHubConnectionArn": CONNECTION_ARN,
             "ArtifactBucket": bucket,
             **overrides.get(PIPELINE.name, {}),
         }
@@ -181,6 +252,10 @@ class World(Lifecycle):
         for stack in self.stacks.stacks.values():
             self.emit("setup", f"stack {stack.spec.name}: {stack.status}")
         exports = self.exports = self.stacks.exports
+        self.pipeline = exports[PIPELINE.export("PipelineName")]
+        self.aws.client("codepipeline").get_pipeline(name=self.pipeline)  # created in the stand-in, or raise
+        self.artifact_bucket = bucket
+        self.build_project = exports[PIPELINE.export("BuildProjectName")]
         self.application = exports[PIPELINE.export("CodeDeployApplicationName")]
         self.group = exports[PIPELINE.export("DeploymentGroupName")]
         self.prod_listener = exports[CLUSTER.export("ProductionListenerArn")]
@@ -213,7 +288,9 @@ class World(Lifecycle):
         )
         self.production_url = self.alb.url(80)
         self.test_url = self.alb.url(8080)
-        self.runner = self._exit.enter_context(TaskRunner(self.ecs, self.elbv2, self.scale, emit=self.emit))
+        self.runner = self._exit.enter_context(
+            TaskRunner(self.ecs, self.elbv2, self.scale, emit=self.emit, images=self.registry.pull)
+        )
         self.runtime = self._exit.enter_context(
             LambdaRuntime(
                 self.aws,
@@ -330,56 +407,178 @@ class World(Lifecycle):
                 "message": body.get("Message", ""),
             }
             self.notifications.append(note)
-            self.emit("notification", note["subject"], message=note["message"])
+            first_line = note["message"].strip().split("\n")[0]
+            self.emit("notification", note["subject"] or first_line[:160], message=note["message"])
             self.sqs.delete_message(QueueUrl=self.inbox, ReceiptHandle=message["ReceiptHandle"])
 
     # ------------------------------------------------------------------ releases
-    def register_release(self, version: str, fault_env: dict[str, str] | None = None) -> tuple[str, str]:
-        """What the build does: taskdef.json and appspec.yml rendered, the task definition registered."""
-        cluster = {
-            variable: self.exports[CLUSTER.export(output)]
-            for variable, output in (
-                ("TASK_FAMILY", "TaskFamily"),
-                ("TASK_EXECUTION_ROLE_ARN", "TaskExecutionRoleArn"),
-                ("TASK_ROLE_ARN", "TaskRoleArn"),
-                ("CONTAINER_NAME", "ContainerName"),
-                ("LOG_GROUP", "AppLogGroupName"),
-            )
-        }
-        env = {
-            **cluster,
-            "IMAGE_URI": f"{self.exports[CLUSTER.export('RepositoryUri')]}:{version}",
-            "APP_VERSION": version,
-            "AWS_REGION": REGION,
-            "HEALTH_CHECK_FUNCTION": self.exports[LAMBDA.export("HealthCheckFunctionName")],
-        }
-        files = self._render.render(env)
-        taskdef = json.loads(files["taskdef.json"].replace("<IMAGE1_NAME>", env["IMAGE_URI"]))
-        container = taskdef["containerDefinitions"][0]
-        container["environment"] += [{"name": k, "value": v} for k, v in (fault_env or {}).items()]
-        arn = self.ecs.register_task_definition(**taskdef)["taskDefinition"]["taskDefinitionArn"]
-        appspec = files["appspec.yml"].replace("<TASK_DEFINITION>", arn)
-        if self.literal:
-            spec = yaml.safe_load(appspec)
-            spec.pop("Hooks", None)
-            appspec = yaml.safe_dump(spec, sort_keys=False)
-        return arn, appspec
+    def _literal_appspec(self) -> dict[str, str]:
+        """The spec's literal rule has no test-traffic gate: its baseline's appspec has no hooks."""
+        spec = yaml.safe_load((ROOT / "pipeline-config" / "appspec.yml").read_text())
+        spec.pop("Hooks", None)
+        return {"pipeline-config/appspec.yml": yaml.safe_dump(spec, sort_keys=False)}
 
-    def deploy(self, version: str, fault_env: dict[str, str] | None = None) -> str:
-        """What CodePipeline's CodeDeployToECS action does: CreateDeployment with the appspec."""
-        _arn, appspec = self.register_release(version, fault_env)
+    def _pipeline_event(self, detail_type: str, detail: dict[str, Any]) -> None:
+        """A CodePipeline state change: on the timeline, and to EventBridge (the pipeline-failed rule)."""
+        stage, action, state = detail.get("stage"), detail.get("action"), detail["state"]
+        execution = str(detail["execution-id"])
+        if action is None:  # stages and the execution itself; actions are the stages' detail
+            where = f"stage {stage}" if stage else "execution"
+            self.emit(
+                "pipeline",
+                f"{where} {state} ({execution[:8]})",
+                execution=execution,
+                stage=stage,
+                state=state,
+            )
+        arn = f"arn:aws:codepipeline:{REGION}:{ACCOUNT_ID}:{detail['pipeline']}"
+        self.event_bus.put("aws.codepipeline", detail_type, detail, [arn])
+
+    def version_of(self, address: str) -> str | None:
+        """The release label of the task at `ip:port` (its APP_VERSION is the commit's short id)."""
+        version = self.runner.version_of(address)
+        return self.labels.get(version, version) if version else None
+
+    def ship(self, label: str, files: dict[str, str], what: str) -> str:
+        """`git commit` the baseline plus `files` and `git push`: the commit id. The pipeline takes it from
+        there (its webhook starts an execution)."""
+        commit = self.working_copy.release(f"release {label}: {what}", files)
+        self.labels[commit[:8]] = label
+        self.emit("push", f"git push {commit[:8]} ({label}: {what})", commit=commit, label=label)
+        return commit
+
+    def release_files(self, fault_env: dict[str, str]) -> dict[str, str]:
+        """The change that switches faults on: pipeline-config/taskdef.json with them in the container's
+        environment (empty when there is none: the release is the baseline again)."""
+        if not fault_env:
+            return {}
+        name = "pipeline-config/taskdef.json"
+        taskdef = json.loads(self.working_copy.read_baseline(name))
+        container = taskdef["containerDefinitions"][0]
+        container["environment"] += [{"name": k, "value": v} for k, v in fault_env.items()]
+        return {name: json.dumps(taskdef, indent=2) + "\n"}
+
+    def execution_of(self, commit: str, timeout: float) -> str:
+        """The pipeline execution the push of `commit` started."""
+        found: list[str] = []
+
+        def started() -> bool:
+            found[:] = [
+                e["pipelineExecutionId"]
+                for e in self.pipelines.executions(self.pipeline)
+                if any(r.get("revisionId") == commit for r in e["sourceRevisions"])
+            ]
+            return bool(found)
+
+        self.wait_for(started, timeout, f"a pipeline execution of {commit[:8]}")
+        return found[0]
+
+    def deployment_of(self, execution: str, timeout: float) -> str | None:
+        """The deployment the execution's Deploy action created; None when the execution ended without one."""
+        found: list[str | None] = []
+
+        def known() -> bool:
+            actions = self.pipelines.action_executions(self.pipeline, execution)
+            ids = [
+                a["output"]["executionResult"].get("externalExecutionId")
+                for a in actions
+                if a["input"]["actionTypeId"]["category"] == "Deploy"
+            ]
+            if ids and ids[0]:
+                found[:] = ids[:1]
+                return True
+            ended = [
+                e for e in self.pipelines.executions(self.pipeline) if e["pipelineExecutionId"] == execution
+            ]
+            if ended and ended[0]["status"] != "InProgress":
+                found[:] = [None]
+                return True
+            return False
+
+        self.wait_for(known, timeout, f"the deployment of pipeline execution {execution[:8]}")
+        return found[0]
+
+    def pipeline_run(self, execution: str) -> dict[str, Any]:
+        """The execution as ListPipelineExecutions and ListActionExecutions tell it (the report's record)."""
+        summary = next(
+            e for e in self.pipelines.executions(self.pipeline) if e["pipelineExecutionId"] == execution
+        )
+        actions = self.pipelines.action_executions(self.pipeline, execution)
+        return {
+            "execution_id": execution,
+            "status": summary["status"],
+            "commit": (summary["sourceRevisions"] or [{}])[0].get("revisionId"),
+            "trigger": summary["trigger"]["triggerType"],
+            "actions": [
+                {
+                    "stage": a["stageName"],
+                    "action": a["actionName"],
+                    "status": a["status"],
+                    "external_id": a["output"]["executionResult"].get("externalExecutionId"),
+                    "error": (a["output"]["executionResult"].get("errorDetails") or {}).get("message"),
+                    "aws_seconds": round(a["lastUpdateTime"] - a["startTime"], 1),
+                }
+                for a in actions
+            ],
+        }
+
+    def build_baseline(self, commit: str) -> dict[str, str]:
+        """v1's image and build output: the pipeline's build project run on the baseline commit, as a build
+        started by hand would; the output artifact's S3 location."""
+        output = {"bucket": self.artifact_bucket, "key": "drill-bootstrap/BuildOutput.zip"}
+        source = CloneRef(
+            str(self.github.remote_url(GITHUB_REPO)), commit, GITHUB_BRANCH, GITHUB_REPO, CONNECTION_ARN
+        )
+        build_id = self.builds.start_pipeline_build(
+            self.build_project, source=source, output=S3Location(**output), initiator="drill/bootstrap"
+        )
+        build = self.builds.wait(
+            build_id, timeout=BUILD_TIMEOUT_FLOOR_SECONDS + self.scale.drill(30 * 60) + 30
+        )
+        if build["buildStatus"] != "SUCCEEDED":
+            tail = "\n".join(self.builds.log_lines(build_id)[-20:])
+            raise RuntimeError(f"the baseline commit's build {build['buildStatus']}:\n{tail}")
+        self.emit("setup", f"v1 built from {commit[:8]} by {build_id}")
+        return output
+
+    def build_output(self, location: dict[str, str]) -> dict[str, str]:
+        """The three files of a BuildOutput artifact in the artifact bucket."""
+        body = self.s3.get_object(Bucket=location["bucket"], Key=location["key"])["Body"].read()
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            return {name: archive.read(name).decode() for name in BUILD_FILES}
+
+    def register_release(self, label: str, fault_env: dict[str, str] | None = None) -> tuple[str, str]:
+        """Engine tests only (the drill ships through the pipeline): v1's build output registered as
+        CodeDeployToECS registers it, with `fault_env` added and APP_VERSION set to `label`."""
+        taskdef = json.loads(self.baseline_output["taskdef.json"])
+        container = taskdef["containerDefinitions"][0]
+        env = {e["name"]: e["value"] for e in container["environment"]}
+        env.update({"APP_VERSION": label, **(fault_env or {})})
+        container["environment"] = [{"name": k, "value": v} for k, v in env.items()]
+        files = {**self.baseline_output, "taskdef.json": json.dumps(taskdef)}
+        return register_release(self.ecs, files, IMAGE_PLACEHOLDER)
+
+    def deploy(self, label: str, fault_env: dict[str, str] | None = None) -> str:
+        """Engine tests only: CreateDeployment of v1's image with `fault_env`, bypassing the pipeline."""
+        _arn, appspec = self.register_release(label, fault_env)
         return str(
             self.codedeploy.create_deployment(
                 applicationName=self.application,
                 deploymentGroupName=self.group,
                 revision={"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec}},
-                description=f"release {version}",
+                description=f"release {label}",
             )["deploymentId"]
         )
 
     def _bootstrap(self) -> None:
-        """The first release, v1, serving: its tasks in the blue target group, its deployment in history."""
-        arn, appspec = self.register_release("v1")
+        """The first release, v1, serving: the baseline commit built by the pipeline's build project, its
+        tasks in the blue target group (as the cluster stack's InitialImage would run them) and its deployment
+        in history. The pipeline's own first execution (CreatePipeline) is not run: see local/README.md."""
+        commit = self.working_copy.baseline
+        self.labels[commit[:8]] = "v1"
+        output = self.build_baseline(commit)
+        self.baseline_output = self.build_output(output)
+        arn, appspec = register_release(self.ecs, self.baseline_output, IMAGE_PLACEHOLDER)
         tasks = self.runner.run(arn, self._desired_count, "bootstrap")
         self.runner.register(tasks, self.target_groups["Blue"])
         self.wait_for(
@@ -395,7 +594,7 @@ class World(Lifecycle):
         self.service.seed_deployment(
             self.application, self.group, appspec, status="Succeeded", description="release v1"
         )
-        self.emit("setup", f"v1 serving: {len(tasks)} tasks in the blue target group")
+        self.emit("setup", f"v1 ({commit[:8]}) serving: {len(tasks)} tasks in the blue target group")
 
     # ------------------------------------------------------------------ observation
     def serving_versions(self) -> dict[str, int]:
@@ -404,7 +603,7 @@ class World(Lifecycle):
         weights = forward_weights(self.prod_listener)
         total = sum(w for _, w in weights) or 1
         for tg, weight in weights:
-            versions = {self.runner.version_of(f"{ip}:{port}") for ip, port in registered_targets(tg)}
+            versions = {self.version_of(f"{ip}:{port}") for ip, port in registered_targets(tg)}
             for version in versions:
                 if version and weight:
                     out[version] = out.get(version, 0) + round(100 * weight / total / max(1, len(versions)))
