@@ -175,7 +175,9 @@ def test_a_handler_that_succeeds_on_its_second_attempt_is_not_dead_lettered(tmp_
     url, arn = dead_letter_queue(aws, "recovers-dlq")
     scale = TimeScale(factor=600)
     with LambdaRuntime(aws, {}, scale=scale) as runtime:
-        runtime.add(config(code, timeout=30, dead_letter_arn=arn))
+        # A Timeout of 0.5 wall s: the retry is under test, not the Timeout (30 AWS s, 0.05 wall s, was
+        # overrun on a busy machine).
+        runtime.add(config(code, timeout=300, dead_letter_arn=arn))
         assert runtime.invoke_async("fn", {}).result(timeout=WAIT) == "ok"
     assert [(a.attempt, a.outcome) for a in runtime.attempts] == [(1, "failed"), (2, "succeeded")]
     assert "Messages" not in aws.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)
