@@ -360,3 +360,35 @@ def test_a_replacement_whose_image_cannot_be_pulled_is_tried_again_after_the_ret
         stopped = "1 task(s) stopped at start: CannotPullContainerError: sample-app:v-pull: not found"
         assert stopped in [text for _, text in runner.emitted]
         assert first.process.poll() is not None or first.stopping
+
+
+def test_a_task_drained_by_the_engine_and_replaced_by_the_scheduler_at_once_is_deregistered_once(
+    moto: Moto,
+) -> None:
+    """The engine's rollback drains a replacement task set while ECS replaces one of its failing tasks: both
+    deregister the same target, and ELB refuses the second call (InvalidTarget). The task leaves its target
+    group once, and neither caller fails."""
+    arn = moto.task_definition("v-race")
+    group = moto.target_group("race")
+    runner = TaskRunner(moto.ecs, moto.elbv2, TimeScale(factor=600))
+    with runner:
+        (task,) = runner.run(arn, 1, "set-race")
+        runner.register([task], group)
+        assert moto.targets(group) == {task.address}
+        errors: list[BaseException] = []
+        start = threading.Barrier(8)
+
+        def drain() -> None:
+            start.wait()
+            try:
+                runner.deregister([task])
+            except Exception as exc:  # the race under test: no caller may see ELB's refusal
+                errors.append(exc)
+
+        threads = [threading.Thread(target=drain) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT)
+    assert errors == []
+    assert moto.targets(group) == set()

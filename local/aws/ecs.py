@@ -342,12 +342,16 @@ class TaskRunner(Lifecycle):
             task.target_group_arn = target_group_arn
 
     def deregister(self, tasks: list[Task]) -> None:
+        """Take the tasks out of their target groups, each once: the engine's drain and the scheduler's
+        replacement of a failing task can reach the same task together (ELB refuses a second
+        DeregisterTargets of a target already gone with InvalidTarget)."""
         for task in tasks:
-            if task.target_group_arn:
+            with self._lock:
+                target_group, task.target_group_arn = task.target_group_arn, None
+            if target_group:
                 self._elbv2.deregister_targets(
-                    TargetGroupArn=task.target_group_arn, Targets=[{"Id": task.ip, "Port": task.port}]
+                    TargetGroupArn=target_group, Targets=[{"Id": task.ip, "Port": task.port}]
                 )
-                task.target_group_arn = None
 
     def retire(self, task_set: str) -> None:
         """The task set is being deleted: its tasks are no longer replaced."""
