@@ -360,15 +360,18 @@ class BuildRunner:
 
     # ------------------------------------------------------------------ the build
     def run(self) -> None:
-        status = "FAILED"
         held = (
             self.scale.hold(f"build {self.state.record['id']}")
             if self.scale is not None and self.host.hold_clock
             else contextlib.nullcontext()
         )
+        with held:  # FINALIZING too: the workspace's removal is the machine's work as well
+            self._run_and_finalize()
+
+    def _run_and_finalize(self) -> None:
+        status = "FAILED"
         try:
-            with held:
-                status = self._run()
+            status = self._run()
         except StopBuild as stop:
             status = stop.status
             if stop.status == "TIMED_OUT":
