@@ -152,6 +152,11 @@ demo: $(VENV_STAMP) ## The self-healing pipeline offline, measured: all scenario
 
 # make bench [RUNS=5]: both policies; FACTORS=30,120: the figures at two time factors, compared; RATES=60,300:
 # the verdicts at several user loads (requests per AWS minute).
+.PHONY: judge-bench
+judge-bench: $(VENV_STAMP) ## The canary judge in a Monte Carlo of 10,000 canaries a row (seconds): table, curve, goals
+	$(BIN)/python -m local.drill.judge_bench $(if $(CANARIES),--canaries $(CANARIES)) $(if $(SEED),--seed $(SEED)) \
+	  $(if $(RATE),--rate $(RATE))
+
 .PHONY: bench
 bench: $(VENV_STAMP) ## Each drill scenario RUNS times (default 5): median and range, beside the spec's literal rule
 	$(BIN)/python -m local.drill.bench --runs $(or $(RUNS),5) $(if $(FACTORS),--factors $(FACTORS)) \
