@@ -225,6 +225,11 @@ def drive(world: World, users: SimulatedUsers, timeline: Timeline, scenario: Sce
         execution, timeout=BUILD_TIMEOUT_FLOOR_SECONDS + scale.drill(30 * 60) + 30
     )
     driven.start = scale.now()
+    if deployment_id is not None:
+        # The window starts when CodeDeployToECS created the deployment (its createTime, on the AWS clock),
+        # not when the drill saw it.
+        created = float(world.service.get(deployment_id)["createTime"]) - scale.wall_epoch
+        driven.start = min(driven.start, created)
     if deployment_id is None:
         timeline.say(f"release   {version} ({commit[:8]}) stopped in its pipeline: nothing deployed")
         driven.pipeline = _pipeline_run(world, execution)
