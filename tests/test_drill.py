@@ -142,6 +142,13 @@ def test_every_release_is_pushed_and_goes_through_the_pipeline_and_a_failing_tes
         deploy = [a for a in run.actions if a.stage == "Deploy"]
         assert result.deployment is not None
         assert [a.external_id for a in deploy] == [result.deployment.id], result.scenario
+        # CodeDeployToECS filled <IMAGE1_NAME> with the image the build pushed (tagged with the commit) and
+        # <TASK_DEFINITION> (the appspec, read back from CodeDeploy) with the task definition it registered.
+        assert run.commit is not None
+        assert run.image is not None
+        assert ".dkr.ecr." in run.image
+        assert run.image.endswith(f":{run.commit[:8]}"), (result.scenario, run.image)
+        assert (run.task_definition or "").startswith("arn:aws:ecs:"), run.task_definition
         # CodeDeployToECS ends with its deployment: Succeeded only when the deployment succeeded.
         assert deploy[0].status == ("Succeeded" if result.deployment.status == "Succeeded" else "Failed")
     broken = scenario(report, "broken-build")

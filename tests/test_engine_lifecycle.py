@@ -1,9 +1,9 @@
 """CodeDeploy's ECS blue/green engine (local/aws/codedeploy/ecs_engine.py) through the whole stand-in: the
 drill's World (moto, the stacks, the CodeDeploy stand-in, the ALB, sample-app tasks, the Lambdas) at x300.
 
-One World for the module: v2 (a good release) is pushed, goes through the pipeline (source, build,
-CodeDeployToECS) and succeeds, then v3 (/health says "degraded", which the AfterAllowTestTraffic hook fails;
-deployed directly) is rolled back. What happened is read from World.events, from
+One World for the module: v2 (a good release) is deployed and succeeds, then v3 (/health says "degraded",
+which the AfterAllowTestTraffic hook fails) is rolled back; both straight to CodeDeploy, with v1's image
+(the pipeline's path is tests/test_drill.py's). What happened is read from World.events, from
 snapshots taken synchronously as the engine emits (World's `on_event` runs in the engine's thread), and from
 the times the task runner was asked to deregister and stop each task. Then a Lambda function's API call on the
 clock, through a CodeDeploy stand-in made slow on purpose.
@@ -21,16 +21,14 @@ from typing import Any
 
 import boto3
 import pytest
-import yaml
 from botocore.config import Config
 
 from local.aws.codedeploy import CodeDeployServer, CodeDeployService
 from local.aws.ecs import Task
 from local.aws.elbv2 import deregistration_delay_seconds, forward_weights
 from local.aws.moto_server import API_LATENCY_SECONDS, CREDENTIALS, REGION
-from local.drill.world import BUILD_TIMEOUT_FLOOR_SECONDS, Event, World
+from local.drill.world import Event, World
 from local.timescale import TimeScale
-from scripts.stacks import CLUSTER
 
 FACTOR = 300  # x600 is too fast for the hook: "no time left to validate the replacement"
 WAIT = 90.0  # wall seconds: a generous deadline for a deployment's end (each takes a few seconds)
@@ -123,8 +121,6 @@ class Release:
     events: list[Event]
     original: list[str]  # task ids serving before it
     replacement: list[str]  # its own task ids (the deployment's task set)
-    commit: str = ""  # pushed releases: the commit and the pipeline execution it started
-    execution: str = ""
 
 
 @dataclass
@@ -152,34 +148,19 @@ def ended_by(world: World, deployment: str) -> list[Event]:
 
 
 def release(
-    world: World,
-    version: str,
-    statuses: set[str],
-    fault_env: dict[str, str] | None = None,
-    *,
-    push: bool = False,
+    world: World, version: str, statuses: set[str], fault_env: dict[str, str] | None = None
 ) -> Release:
-    """Deploy `version` (pushed through the pipeline, or straight to CodeDeploy) and wait for its end."""
+    """Deploy `version` straight to CodeDeploy (the pipeline's path is test_drill's) and wait for its end."""
     original = serving_task_ids(world)
     mark = len(world.events)
-    commit = execution = ""
-    if push:
-        commit = world.ship(version, world.release_files(fault_env or {}), "an engine test's release")
-        execution = world.execution_of(commit, WAIT)
-        found = world.deployment_of(execution, WAIT + BUILD_TIMEOUT_FLOOR_SECONDS)
-        assert found is not None, world.pipeline_run(execution)
-        deployment = found
-    else:
-        deployment = world.deploy(version, fault_env)
+    deployment = world.deploy(version, fault_env)
     world.wait_for(lambda: world.deployment(deployment)["status"] in statuses, WAIT, f"{version} to end")
     # The engine emits its verdict just after setting the status.
     world.wait_for(lambda: bool(ended_by(world, deployment)), WAIT, f"{version}'s last event")
     info = world.deployment(deployment)
     events = [e for e in world.events[mark:] if e.data.get("deployment") == deployment]
     replacement = sorted(t.task_id for t in world.runner.tasks if t.task_set == deployment)
-    if execution:
-        world.pipelines.wait(world.pipeline, execution, WAIT)
-    return Release(deployment, info, events, original, replacement, commit, execution)
+    return Release(deployment, info, events, original, replacement)
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +172,7 @@ def stage() -> Iterator[Stage]:
         stage = Stage(world, spy)
         # Each test checks how its release ended: a fixture that asserted would hide what the others pin.
         ended = {"Succeeded", "Failed", "Stopped"}
-        stage.good = release(world, "v2", ended, push=True)
+        stage.good = release(world, "v2", ended)
         bad = stage.bad = release(world, "v3", ended, {"FAULT_HEALTH_DEGRADED": "true"})
         rollback_id = (bad.info.get("rollbackInfo") or {}).get("rollbackDeploymentId")
         if rollback_id:
@@ -213,49 +194,6 @@ def index(events: list[Event], kind: str, text: str, **data: Any) -> int:
         if event.kind == kind and text in event.text and all(event.data.get(k) == v for k, v in data.items()):
             return n
     raise AssertionError(f"no {kind} event with {text!r} {data} in {[e.text for e in events]}")
-
-
-# ---------------------------------------------------------------------------------------------- the pipeline
-def test_a_push_goes_source_build_deploy_with_the_image_and_task_definition_filled_in(stage: Stage) -> None:
-    """git push -> the pipeline's three stages; CodeDeployToECS registered the build's task definition with
-    <IMAGE1_NAME> replaced by the image the build pushed, and created the deployment with an appspec whose
-    <TASK_DEFINITION> is that task definition; the replacement tasks run that image."""
-    good, world = stage.good, stage.world
-    assert good is not None
-    assert good.info["status"] == "Succeeded", good.info
-    client = world.aws.client("codepipeline")
-    details = client.list_action_executions(
-        pipelineName=world.pipeline, filter={"pipelineExecutionId": good.execution}
-    )["actionExecutionDetails"][::-1]
-    assert [(a["stageName"], a["status"]) for a in details] == [
-        ("Source", "Succeeded"),
-        ("Build", "Succeeded"),
-        ("Deploy", "Succeeded"),
-    ]
-    results = [a["output"]["executionResult"].get("externalExecutionId") for a in details]
-    assert results[0] == good.commit
-    assert results[2] == good.deployment
-    summary = client.get_pipeline_execution(pipelineName=world.pipeline, pipelineExecutionId=good.execution)
-    assert summary["pipelineExecution"]["status"] == "Succeeded"
-
-    revision = world.codedeploy.get_application_revision(
-        applicationName=world.application, revision=good.info["revision"]
-    )["revision"]
-    appspec_text = revision["appSpecContent"]["content"]
-    assert "<TASK_DEFINITION>" not in appspec_text
-    appspec = yaml.safe_load(appspec_text)
-    task_definition = appspec["Resources"][0]["TargetService"]["Properties"]["TaskDefinition"]
-    definition = world.ecs.describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
-    container = definition["containerDefinitions"][0]
-    tag = good.commit[:8]
-    assert container["image"] == f"{world.exports[CLUSTER.export('RepositoryUri')]}:{tag}"
-    assert {"name": "APP_VERSION", "value": tag} in container["environment"]
-    repository = container["image"].split("/", 1)[1].split(":")[0]
-    images = world.aws.client("ecr").describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
-    assert tag in images["imageDetails"][0]["imageTags"]  # v1's image too: the same content, the same digest
-    assert {t.task_definition_arn for t in world.runner.tasks if t.task_set == good.deployment} <= {
-        definition["taskDefinitionArn"]
-    }
 
 
 # ---------------------------------------------------------------------------------------------- lifecycle

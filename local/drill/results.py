@@ -112,6 +112,8 @@ class PipelineRun:
     commit: str | None
     trigger: str
     actions: list[PipelineAction] = field(default_factory=list)
+    task_definition: str | None = None  # what CodeDeployToECS registered (the appspec's TaskDefinition)
+    image: str | None = None  # that task definition's image (<IMAGE1_NAME> filled in)
 
     @property
     def stopped_at(self) -> str | None:

@@ -272,6 +272,8 @@ def _pipeline_run(world: World, execution: str) -> PipelineRun:
         run["commit"],
         run["trigger"],
         [PipelineAction(**a) for a in run["actions"]],
+        run["task_definition"],
+        run["image"],
     )
 
 

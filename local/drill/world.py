@@ -504,11 +504,17 @@ class World(Lifecycle):
             e for e in self.pipelines.executions(self.pipeline) if e["pipelineExecutionId"] == execution
         )
         actions = self.pipelines.action_executions(self.pipeline, execution)
+        deployed = [
+            a["output"]["executionResult"].get("externalExecutionId")
+            for a in actions
+            if a["stageName"] == "Deploy"
+        ]
         return {
             "execution_id": execution,
             "status": summary["status"],
             "commit": (summary["sourceRevisions"] or [{}])[0].get("revisionId"),
             "trigger": summary["trigger"]["triggerType"],
+            **self._registered(deployed[0] if deployed else None),
             "actions": [
                 {
                     "stage": a["stageName"],
@@ -521,6 +527,20 @@ class World(Lifecycle):
                 for a in actions
             ],
         }
+
+    def _registered(self, deployment_id: str | None) -> dict[str, str | None]:
+        """What CodeDeployToECS registered for a deployment: the task definition its appspec names (read back
+        with GetApplicationRevision, as AWS gives it) and that task definition's image."""
+        if not deployment_id:
+            return {"task_definition": None, "image": None}
+        info = self.deployment(deployment_id)
+        revision = self.codedeploy.get_application_revision(
+            applicationName=self.application, revision=info["revision"]
+        )["revision"]
+        appspec = yaml.safe_load(revision["appSpecContent"]["content"])
+        arn = str(appspec["Resources"][0]["TargetService"]["Properties"]["TaskDefinition"])
+        definition = self.ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+        return {"task_definition": arn, "image": str(definition["containerDefinitions"][0]["image"])}
 
     def build_baseline(self, commit: str) -> dict[str, str]:
         """v1's image and build output: the pipeline's build project run on the baseline commit, as a build
