@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import socket
 import threading
 import time
 from collections import Counter
@@ -447,3 +448,33 @@ def test_the_deregistration_delay_is_the_group_attribute_and_300_seconds_by_defa
 
     assert deregistration_delay_seconds(default) == 300.0
     assert deregistration_delay_seconds(short) == 30.0
+
+
+def test_a_listener_takes_a_burst_of_connections_while_its_accepting_thread_is_busy(
+    elb: Elb, start_alb: Callable[..., LoadBalancer]
+) -> None:
+    """An ALB accepts connections whatever its own pace: with socketserver's backlog of 5, a pause of the
+    listener's accepting thread (the drill's process busy starting tasks) overflowed the queue, the kernel
+    dropped the SYNs and users timed out on connections an ALB would have taken."""
+    alb = start_alb({80: elb.listener(elb.group("burst"))}, TimeScale(factor=600))
+    server = alb.listeners[80].server
+    paused, release = threading.Event(), threading.Event()
+    process_request = server.process_request
+
+    def stalled(request: Any, client_address: Any) -> None:
+        paused.set()
+        release.wait(10)
+        process_request(request, client_address)
+
+    server.process_request = stalled  # type: ignore[method-assign]
+    host, port = alb.url(80).removeprefix("http://").split(":")
+    sockets = [socket.create_connection((host, int(port)), timeout=5)]
+    assert paused.wait(5)
+    try:
+        # 40 more connections while the accepting thread is stuck: each must be taken by the kernel at once.
+        for _ in range(40):
+            sockets.append(socket.create_connection((host, int(port)), timeout=0.5))
+    finally:
+        release.set()
+        for sock in sockets:
+            sock.close()

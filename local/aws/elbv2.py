@@ -409,6 +409,17 @@ class _Metrics:
 
 
 # ---------------------------------------------------------------------------------------------- the proxy
+
+
+class _ListenerServer(ThreadingHTTPServer):
+    """A listener's socket. Its accept backlog is the kernel's usual maximum, not socketserver's 5: at the
+    drill's rates (120 requests a wall second at x120) a 50 ms pause of the accepting thread would overflow 5,
+    the kernel would drop the SYNs and users would time out on connections an ALB accepts."""
+
+    daemon_threads = True
+    request_queue_size = 4096
+
+
 class ListenerProxy(ServerThread):
     """One listener: an HTTP server on a free loopback port."""
 
@@ -434,8 +445,7 @@ class ListenerProxy(ServerThread):
         self._random = random.Random(seed)  # noqa: S311 - load balancing, not cryptography
         self._rr: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
-        server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        server.daemon_threads = True
+        server = _ListenerServer(("127.0.0.1", 0), self._handler_class())
         self.port = int(server.server_address[1])
         super().__init__(server, name=f"alb-{listener_port}")
 

@@ -128,6 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # bursts of calls (Lambdas, actions) are not refused at the socket
 
     def __init__(
         self, address: tuple[str, int], service: Service, target_prefix: str, scale: TimeScale | None
