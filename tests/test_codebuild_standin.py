@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from local.aws.cloudformation import Stacks
-from local.aws.codebuild import BuildHost, CodeBuildServer, CodeBuildService, GitSource, S3Object
+from local.aws.codebuild import BuildHost, CodeBuildServer, CodeBuildService
 from local.aws.moto_server import ACCOUNT_ID, REGION, Aws, moto_server
 from local.timescale import TimeScale
 from scripts.stacks import load_template
@@ -49,6 +49,21 @@ PHASES = [
     "COMPLETED",
 ]
 GIT_USER = ("-c", "user.name=t", "-c", "user.email=t@example.com")
+
+
+@dataclass(frozen=True)
+class GitSource:
+    """A CODEBUILD_CLONE_REF source, as the pipeline's CloneRef gives it."""
+
+    repository: str
+    commit: str
+    branch: str
+
+
+@dataclass(frozen=True)
+class S3Object:
+    bucket: str
+    key: str
 
 
 def git(*args: str, cwd: Path) -> str:

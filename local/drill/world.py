@@ -28,7 +28,13 @@ from local.aws.codebuild import BuildHost, CodeBuildServer, CodeBuildService
 from local.aws.codedeploy import CodeDeployServer, CodeDeployService
 from local.aws.codedeploy.ecs_engine import EcsBlueGreenEngine
 from local.aws.codepipeline import CodePipelineServer, CodePipelineService, S3Location
-from local.aws.codepipeline.actions import CloneRef, connect_webhooks, providers, register_release
+from local.aws.codepipeline.actions import (
+    CloneRef,
+    artifact_files,
+    connect_webhooks,
+    providers,
+    register_release,
+)
 from local.aws.codepipeline.connection import GitHubStandIn
 from local.aws.docker_cli import write_docker_cli
 from local.aws.ecs import TaskRunner
@@ -563,9 +569,8 @@ class World(Lifecycle):
 
     def build_output(self, location: dict[str, str]) -> dict[str, str]:
         """The three files of a BuildOutput artifact in the artifact bucket."""
-        body = self.s3.get_object(Bucket=location["bucket"], Key=location["key"])["Body"].read()
-        with zipfile.ZipFile(io.BytesIO(body)) as archive:
-            return {name: archive.read(name).decode() for name in BUILD_FILES}
+        files = artifact_files(self.s3, S3Location(**location))
+        return {name: files[name].decode() for name in BUILD_FILES}
 
     def register_release(self, label: str, fault_env: dict[str, str] | None = None) -> tuple[str, str]:
         """Engine tests only (the drill ships through the pipeline): v1's build output registered as

@@ -3,7 +3,7 @@ for real on this machine (runner.py, shell.py, buildspec.py, reports.py)."""
 
 from local.aws.codebuild.buildspec import Buildspec, BuildspecError, parse
 from local.aws.codebuild.reports import ReportCase, TestReport
-from local.aws.codebuild.runner import ArtifactLocation, BuildHost, CloneSource, GitSource, S3Object
+from local.aws.codebuild.runner import ArtifactLocation, BuildHost, CloneSource
 from local.aws.codebuild.server import CodeBuildServer
 from local.aws.codebuild.service import CodeBuildService
 
@@ -15,9 +15,7 @@ __all__ = [
     "CloneSource",
     "CodeBuildServer",
     "CodeBuildService",
-    "GitSource",
     "ReportCase",
-    "S3Object",
     "TestReport",
     "parse",
 ]

@@ -134,19 +134,6 @@ class ArtifactLocation(Protocol):
     def key(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class GitSource:
-    repository: str
-    commit: str
-    branch: str
-
-
-@dataclass(frozen=True)
-class S3Object:
-    bucket: str
-    key: str
-
-
 def s3_arn(location: ArtifactLocation) -> str:
     return f"arn:aws:s3:::{location.bucket}/{location.key}"
 

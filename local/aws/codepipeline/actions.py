@@ -184,7 +184,8 @@ def codebuild(builds: Builds, s3: Any, sleep: Callable[[float], object]) -> Prov
     return run
 
 
-def _artifact_files(s3: Any, location: S3Location) -> dict[str, bytes]:
+def artifact_files(s3: Any, location: S3Location) -> dict[str, bytes]:
+    """Path -> content of an artifact zip in the artifact store."""
     body = s3.get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         return {name: archive.read(name) for name in archive.namelist() if not name.endswith("/")}
@@ -202,20 +203,16 @@ def codedeploy_to_ecs(ecs: Any, codedeploy: Any, s3: Any, sleep: Callable[[float
     def run(action: ActionRun) -> ActionResult:
         config = action.configuration
         try:
+            read = _reader(s3, action)  # each input artifact downloaded once
             texts = {
-                "taskdef.json": _file(
-                    s3,
-                    action,
+                "taskdef.json": read(
                     config["TaskDefinitionTemplateArtifact"],
                     config.get("TaskDefinitionTemplatePath", "taskdef.json"),
                 ),
-                "appspec.yml": _file(
-                    s3,
-                    action,
-                    config["AppSpecTemplateArtifact"],
-                    config.get("AppSpecTemplatePath", "appspec.yaml"),
+                "appspec.yml": read(
+                    config["AppSpecTemplateArtifact"], config.get("AppSpecTemplatePath", "appspec.yaml")
                 ),
-                "imageDetail.json": _file(s3, action, config["Image1ArtifactName"], "imageDetail.json"),
+                "imageDetail.json": read(config["Image1ArtifactName"], "imageDetail.json"),
             }
             arn, appspec = register_release(ecs, texts, f"<{config['Image1ContainerName']}>")
         except (ShipFixError, KeyError) as err:
@@ -253,15 +250,22 @@ def codedeploy_to_ecs(ecs: Any, codedeploy: Any, s3: Any, sleep: Callable[[float
     return run
 
 
-def _file(s3: Any, action: ActionRun, artifact: str, path: str) -> str:
-    if artifact not in action.inputs:
-        raise ShipFixError(f"input artifact {artifact} is not an input of the action")
-    files = _artifact_files(s3, action.inputs[artifact])
-    if path not in files:
-        raise ShipFixError(
-            f"Exception while trying to read the file {path} from the artifact {artifact}: not found"
-        )
-    return files[path].decode()
+def _reader(s3: Any, action: ActionRun) -> Callable[[str, str], str]:
+    """`read(artifact, path)`: a file of one of the action's input artifacts; ShipFixError when absent."""
+    downloaded: dict[str, dict[str, bytes]] = {}
+
+    def read(artifact: str, path: str) -> str:
+        if artifact not in action.inputs:
+            raise ShipFixError(f"input artifact {artifact} is not an input of the action")
+        if artifact not in downloaded:
+            downloaded[artifact] = artifact_files(s3, action.inputs[artifact])
+        if path not in downloaded[artifact]:
+            raise ShipFixError(
+                f"Exception while trying to read the file {path} from the artifact {artifact}: not found"
+            )
+        return downloaded[artifact][path].decode()
+
+    return read
 
 
 def providers(

@@ -216,7 +216,6 @@ class CodePipelineService(Operations):
         self._pipelines: dict[str, Pipeline] = {}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self._threads: list[threading.Thread] = []
         self._on_source: list[Callable[[Pipeline, JSON], None]] = []
         # (detail-type, detail) of each state change, as CodePipeline sends them to EventBridge.
         self.on_event: Callable[[str, JSON], None] = lambda _type, _detail: None
@@ -364,7 +363,6 @@ class CodePipelineService(Operations):
             stages = []
             for stage in pipeline.declaration["stages"]:
                 state: JSON = {"stageName": stage["name"], "actionStates": []}
-                inside = pipeline.inside.get(stage["name"])
                 waiting = pipeline.entrance.get(stage["name"]) or []
                 latest = next(
                     (e for e in reversed(pipeline.executions) if stage["name"] in e.stage_status), None
@@ -383,7 +381,7 @@ class CodePipelineService(Operations):
                     state["inboundExecution"] = state["inboundExecutions"][0]
                 state["inboundTransitionState"] = {"enabled": True}
                 for action in stage["actions"]:
-                    state["actionStates"].append(self._action_state(pipeline, stage["name"], action, inside))
+                    state["actionStates"].append(self._action_state(pipeline, stage["name"], action))
                 stages.append(state)
             return {
                 "pipelineName": pipeline.name,
@@ -393,7 +391,7 @@ class CodePipelineService(Operations):
                 "updated": pipeline.updated,
             }
 
-    def _action_state(self, pipeline: Pipeline, stage: str, action: JSON, _inside: str | None) -> JSON:
+    def _action_state(self, pipeline: Pipeline, stage: str, action: JSON) -> JSON:
         state: JSON = {"actionName": action["name"]}
         runs = [
             a for e in pipeline.executions for a in e.actions if a.stage == stage and a.name == action["name"]
@@ -438,7 +436,6 @@ class CodePipelineService(Operations):
             thread = threading.Thread(
                 target=self._run, args=(pipeline, execution), name=f"pipeline {name}", daemon=True
             )
-            self._threads.append(thread)
             self._changed.notify_all()
         self._event(pipeline, execution, "STARTED")
         thread.start()
