@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -353,8 +354,8 @@ PROMOTED = Expected("promoted", status=("Succeeded",), serving=Serving.RELEASE, 
             ["no alarm fired"],
         ),
         (
-            # "alarm during the canary" is a claim: a decision after the shift to 100 % does not bear it out.
-            SCENARIOS["bad-under-traffic"].expected,
+            # "during the canary", when claimed: a decision after the shift to 100 % does not bear it out.
+            replace(SCENARIOS["bad-under-traffic"].expected, decided_during_canary=True),
             result(
                 deployment=Deployment("d-1", "Stopped", "ALARM_ACTIVE"),
                 gate=Gate.ALARM,

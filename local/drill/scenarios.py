@@ -375,10 +375,12 @@ SCENARIOS: dict[str, Scenario] = {
             lambda _s: {"FAULT_ERROR_RATE": "0.5"},
             replace(
                 ROLLED_BACK,
-                text="alarm during the canary; CodeDeploy and the auto-rollback Lambda both react; exactly "
-                "one rollback; production back on the original",
+                # Not claimed: "during the canary". The alarm needs 3 breaching minutes of a canary that sees
+                # about 6 requests a minute at the demo's load; a minute without a failed one moves the
+                # decision past the canary in some runs (issue 12 makes the gate faster).
+                text="alarm during the canary or the shift after it; CodeDeploy and the auto-rollback Lambda "
+                "both react; exactly one rollback; production back on the original",
                 gate=Gate.ALARM,
-                decided_during_canary=True,
                 alarm_fires=True,
                 lambda_actions=LAMBDA_ACTIONS,
             ),
