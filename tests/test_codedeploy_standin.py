@@ -9,15 +9,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 import requests
+from botocore.exceptions import ClientError
+from botocore.model import Shape
 
-from local.aws.codedeploy import CodeDeployServer, CodeDeployService
+from local.aws.codedeploy import CodeDeployError, CodeDeployServer, CodeDeployService
+from local.aws.codedeploy.service import ECS_LIFECYCLE_EVENTS
 from local.timescale import TimeScale
 from tests.rollback_world import wait_until
 
 APP = "phoenix-dev"
 GROUP = "phoenix-dev-sample-app"
+CLUSTER = "phoenix-dev-cluster"
+SERVICE = "phoenix-dev-sample-app"
+TARGET = f"{CLUSTER}:{SERVICE}"  # an ECS deployment's target ID: <clustername>:<servicename>
+MODEL = botocore.session.get_session().get_service_model("codedeploy")
 
 
 def revision(content: str) -> dict[str, Any]:
@@ -411,6 +419,273 @@ def test_a_description_over_codedeploys_100_characters_is_refused(client: Any) -
     )
 
 
+# ---------------------------------------------------------------------------------------------- targets
+def assert_shape(value: Any, shape: Shape, path: str = "") -> None:
+    """`value` (a JSON answer as sent) is what botocore's `shape` allows: only its members, the required ones
+    present, each of its type, strings within their enum (botocore parses answers without checking them)."""
+    kind = shape.type_name
+    if kind == "structure":
+        assert isinstance(value, dict), path
+        assert set(value) <= set(shape.members), (
+            f"{path}: {set(value) - set(shape.members)} not in {shape.name}"
+        )
+        assert set(shape.required_members) <= set(value), f"{path}: {shape.name} lacks a required member"
+        for name, item in value.items():
+            assert_shape(item, shape.members[name], f"{path}.{name}")
+    elif kind == "list":
+        assert isinstance(value, list), path
+        for n, item in enumerate(value):
+            assert_shape(item, shape.member, f"{path}[{n}]")
+    elif kind == "string":
+        assert isinstance(value, str), path
+        assert not shape.enum or value in shape.enum, f"{path}: {value!r} not in {shape.name} {shape.enum}"
+    elif kind in ("long", "integer"):
+        assert isinstance(value, int), path
+        assert not isinstance(value, bool), path
+    else:
+        assert kind in ("timestamp", "double"), f"{path}: {kind} not checked"
+        assert isinstance(value, int | float), path
+        assert not isinstance(value, bool), path
+
+
+def answer(server: CodeDeployServer, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body the server sends for `operation`, checked against botocore's output shape."""
+    response = requests.post(
+        server.endpoint_url,
+        headers={
+            "X-Amz-Target": f"CodeDeploy_20141006.{operation}",
+            "Content-Type": "application/x-amz-json-1.1",
+        },
+        json=params,
+        timeout=5,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert_shape(body, MODEL.operation_model(operation).output_shape)
+    return body
+
+
+def error_code(operation: str, call: Callable[[], Any]) -> str:
+    """The error code `call` fails with, which botocore's model must list for `operation`."""
+    with pytest.raises(ClientError) as raised:
+        call()
+    code = str(raised.value.response["Error"]["Code"])
+    assert code in {e.name for e in MODEL.operation_model(operation).error_shapes}, code
+    return code
+
+
+@pytest.fixture
+def ecs_client(create_deployment_group: Callable[..., Any]) -> Any:
+    """The codedeploy client; the group deploys ECS service phoenix-dev-sample-app of phoenix-dev-cluster."""
+    return create_deployment_group(
+        ["DEPLOYMENT_FAILURE"], ecsServices=[{"serviceName": SERVICE, "clusterName": CLUSTER}]
+    )
+
+
+def started(client: Any, codedeploy: CodeDeployService, content: str = "v1") -> str:
+    deployment: str = client.create_deployment(
+        applicationName=APP, deploymentGroupName=GROUP, revision=revision(content)
+    )["deploymentId"]
+    codedeploy.set_status(deployment, "InProgress")
+    return deployment
+
+
+def ecs_target(client: Any, deployment: str) -> dict[str, Any]:
+    [target] = client.batch_get_deployment_targets(deploymentId=deployment, targetIds=[TARGET])[
+        "deploymentTargets"
+    ]
+    assert target["deploymentTargetType"] == "ECSTarget"
+    ecs: dict[str, Any] = target["ecsTarget"]
+    return ecs
+
+
+def test_an_ecs_deployments_target_is_its_service_in_the_models_shapes(
+    ecs_client: Any, codedeploy: CodeDeployService, codedeploy_server: CodeDeployServer
+) -> None:
+    client = ecs_client
+    deployment = started(client, codedeploy)
+    listed = answer(codedeploy_server, "ListDeploymentTargets", {"deploymentId": deployment})
+    assert listed == {"targetIds": [TARGET]}
+    codedeploy.lifecycle_event(deployment, "BeforeInstall", "Succeeded")  # no hook: passed at once
+    codedeploy.lifecycle_event(deployment, "Install", "InProgress")
+    task_set = {
+        "identifer": "ecs-svc/1234567890123456789",
+        "desiredCount": 2,
+        "pendingCount": 0,
+        "runningCount": 2,
+        "status": "PRIMARY",
+        "trafficWeight": 100.0,
+        "targetGroup": {"name": "phoenix-dev-blue"},
+        "taskSetLabel": "Blue",
+    }
+    codedeploy.set_task_sets(deployment, [task_set])
+    body = answer(
+        codedeploy_server, "BatchGetDeploymentTargets", {"deploymentId": deployment, "targetIds": [TARGET]}
+    )
+    [raw] = body["deploymentTargets"]
+    assert set(raw) == {"deploymentTargetType", "ecsTarget"}
+    target = ecs_target(client, deployment)
+    assert target["deploymentId"] == deployment
+    assert target["targetId"] == TARGET
+    assert target["targetArn"] == f"arn:aws:ecs:us-east-1:123456789012:service/{CLUSTER}/{SERVICE}"
+    assert target["status"] == "InProgress"
+    assert target["taskSetsInfo"] == [task_set]
+    events = target["lifecycleEvents"]
+    assert [e["lifecycleEventName"] for e in events] == list(ECS_LIFECYCLE_EVENTS)
+    assert [e["status"] for e in events] == ["Succeeded", "InProgress", *["Pending"] * 6]
+    before_install, install = events[0], events[1]
+    assert before_install["startTime"] == before_install["endTime"]
+    assert install["startTime"] >= before_install["endTime"]
+    assert "endTime" not in install
+    assert all("startTime" not in e and "endTime" not in e for e in events[2:])
+    created = client.get_deployment(deploymentId=deployment)["deploymentInfo"]["createTime"]
+    assert created <= install["startTime"] <= target["lastUpdatedAt"]  # the task sets came last
+    codedeploy.lifecycle_event(deployment, "Install", "Succeeded")
+    with pytest.raises(ValueError, match="Install: Succeeded -> InProgress"):
+        codedeploy.lifecycle_event(deployment, "Install", "InProgress")
+    install = ecs_target(client, deployment)["lifecycleEvents"][1]
+    assert install["status"] == "Succeeded"
+    assert install["startTime"] <= install["endTime"]
+    codedeploy.set_status(deployment, "Succeeded")
+    done = ecs_target(client, deployment)
+    assert done["status"] == "Succeeded"
+    assert [e["status"] for e in done["lifecycleEvents"]][2:] == ["Pending"] * 6  # nothing recorded them
+    codedeploy.lifecycle_event(deployment, "AfterInstall", "InProgress")  # ended: ignored
+    assert ecs_target(client, deployment)["lifecycleEvents"][2]["status"] == "Pending"
+
+
+def test_deployment_target_errors_carry_the_codes_the_model_lists(
+    ecs_client: Any, codedeploy: CodeDeployService
+) -> None:
+    client = ecs_client
+    created = client.create_deployment(
+        applicationName=APP, deploymentGroupName=GROUP, revision=revision("v1")
+    )["deploymentId"]
+    listing, batch = "ListDeploymentTargets", "BatchGetDeploymentTargets"
+
+    def list_targets(**params: Any) -> Callable[[], Any]:
+        return lambda: client.list_deployment_targets(**params)
+
+    def get_targets(deployment: str, ids: list[str]) -> Callable[[], Any]:
+        return lambda: client.batch_get_deployment_targets(deploymentId=deployment, targetIds=ids)
+
+    # Created (and Queued): not started yet.
+    assert error_code(listing, list_targets(deploymentId=created)) == "DeploymentNotStartedException"
+    assert error_code(batch, get_targets(created, [TARGET])) == "DeploymentNotStartedException"
+    for operation, call in (
+        (listing, list_targets(deploymentId="")),
+        (batch, get_targets("", [TARGET])),
+    ):
+        assert error_code(operation, call) == "DeploymentIdRequiredException"
+    for operation, call in (
+        (listing, list_targets(deploymentId="not-a-deployment")),
+        (batch, get_targets("d-short", [TARGET])),
+    ):
+        assert error_code(operation, call) == "InvalidDeploymentIdException"
+    for operation, call in (
+        (listing, list_targets(deploymentId="d-NOTTHERE1")),
+        (batch, get_targets("d-NOTTHERE1", [TARGET])),
+    ):
+        assert error_code(operation, call) == "DeploymentDoesNotExistException"
+    # Parameters botocore itself requires, left out (its client refuses to send such a request).
+    for operation, params, code in (
+        (listing, {}, "DeploymentIdRequiredException"),
+        (batch, {"targetIds": [TARGET]}, "DeploymentIdRequiredException"),
+        (batch, {"deploymentId": created}, "DeploymentTargetIdRequiredException"),
+    ):
+        with pytest.raises(CodeDeployError) as raised:
+            codedeploy.call(operation, params)
+        assert raised.value.code == code
+
+    deployment = created
+    codedeploy.set_status(deployment, "InProgress")
+    assert error_code(batch, get_targets(deployment, [])) == "DeploymentTargetIdRequiredException"
+    assert error_code(batch, get_targets(deployment, [""])) == "InvalidDeploymentTargetIdException"
+    assert (
+        error_code(batch, get_targets(deployment, [TARGET, "other-cluster:other-service"]))
+        == "DeploymentTargetDoesNotExistException"
+    )
+    # At most 25 target IDs (botocore BatchGetDeploymentTargetsInput.targetIds); each answered once.
+    assert (
+        len(
+            client.batch_get_deployment_targets(deploymentId=deployment, targetIds=[TARGET] * 25)[
+                "deploymentTargets"
+            ]
+        )
+        == 1
+    )
+    assert (
+        error_code(batch, get_targets(deployment, [TARGET] * 26))
+        == "DeploymentTargetListSizeExceededException"
+    )
+    for params, code in (
+        ({"targetFilters": {"Colour": ["Blue"]}}, "InvalidTargetFilterNameException"),
+        ({"targetFilters": {"TargetStatus": ["Sleeping"]}}, "InvalidInstanceStatusException"),
+        ({"targetFilters": {"ServerInstanceLabel": ["Purple"]}}, "InvalidInstanceTypeException"),
+        ({"nextToken": "not-a-token"}, "InvalidNextTokenException"),
+    ):
+        assert error_code(listing, list_targets(deploymentId=deployment, **params)) == code
+
+
+def test_the_target_status_filter_follows_the_deployments_status(
+    ecs_client: Any, codedeploy: CodeDeployService
+) -> None:
+    client = ecs_client
+
+    def listed(deployment: str, **filters: list[str]) -> list[str]:
+        ids: list[str] = client.list_deployment_targets(deploymentId=deployment, targetFilters=filters)[
+            "targetIds"
+        ]
+        return ids
+
+    running = started(client, codedeploy)
+    assert listed(running) == [TARGET]
+    assert listed(running, TargetStatus=["InProgress"]) == [TARGET]
+    assert listed(running, TargetStatus=["Succeeded", "Failed", "Ready"]) == []
+    assert listed(running, TargetStatus=[]) == [TARGET]  # an empty list filters nothing
+    # An ECS target is neither Blue nor Green (its task sets are): the label filter is ignored.
+    assert listed(running, ServerInstanceLabel=["Green"]) == [TARGET]
+    codedeploy.set_status(running, "Succeeded")
+    assert listed(running, TargetStatus=["Succeeded"]) == [TARGET]
+    assert listed(running, TargetStatus=["InProgress"]) == []
+    for ended in ("Failed", "Stopped"):
+        deployment = started(client, codedeploy, f"v-{ended}")
+        codedeploy.set_status(deployment, ended)
+        assert listed(deployment, TargetStatus=["Failed"]) == [TARGET]
+        assert ecs_target(client, deployment)["status"] == "Failed"
+    # A group without ecsServices: no target.
+    client.create_deployment_group(
+        applicationName=APP, deploymentGroupName="no-service", serviceRoleArn="arn:aws:iam::1:role/x"
+    )
+    bare = client.create_deployment(
+        applicationName=APP, deploymentGroupName="no-service", revision=revision("v")
+    )
+    codedeploy.set_status(bare["deploymentId"], "InProgress")
+    assert listed(bare["deploymentId"]) == []
+
+
+def test_a_stopped_deployment_fails_the_event_in_progress_and_skips_the_rest(
+    ecs_client: Any, codedeploy: CodeDeployService
+) -> None:
+    """Whoever ends the deployment (here the built-in StopDeployment, no engine), its target's event in
+    progress is Failed with an endTime and the events not reached are Skipped."""
+    client = ecs_client
+    deployment = started(client, codedeploy)
+    codedeploy.lifecycle_event(deployment, "BeforeInstall", "Succeeded")
+    codedeploy.lifecycle_event(deployment, "Install", "InProgress")
+    client.stop_deployment(deploymentId=deployment)
+    info = wait_status(client, deployment, "Stopped")
+    target = ecs_target(client, deployment)
+    assert target["status"] == "Failed"
+    events = target["lifecycleEvents"]
+    assert [e["status"] for e in events] == ["Succeeded", "Failed", *["Skipped"] * 6]
+    assert events[1]["startTime"] <= events[1]["endTime"] == info["completeTime"] == target["lastUpdatedAt"]
+    assert all("startTime" not in e and "endTime" not in e for e in events[2:])
+    assert client.list_deployment_targets(
+        deploymentId=deployment, targetFilters={"TargetStatus": ["Failed"]}
+    )["targetIds"] == [TARGET]
+
+
 def test_times_are_served_on_the_callers_clock_so_an_age_is_aws_time_however_long_the_clock_was_held() -> (
     None
 ):
@@ -432,6 +707,7 @@ def test_times_are_served_on_the_callers_clock_so_an_age_is_aws_time_however_lon
             deploymentGroupName="group",
             serviceRoleArn="arn:aws:iam::123456789012:role/codedeploy",
             deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+            ecsServices=[{"serviceName": SERVICE, "clusterName": CLUSTER}],
         )
         created = service.seed_deployment("app", "group", "version: 0.0", description="held")
         with scale.hold("a slow machine"):
@@ -439,6 +715,11 @@ def test_times_are_served_on_the_callers_clock_so_an_age_is_aws_time_however_lon
         info = client.get_deployment(deploymentId=created)["deploymentInfo"]
         age = time.time() - info["createTime"].timestamp()
         assert age < 0.25, f"the 0.3 s hold counted in the deployment's age ({age:.2f} s)"
+        [target] = client.batch_get_deployment_targets(deploymentId=created, targetIds=[TARGET])[
+            "deploymentTargets"
+        ]
+        age = time.time() - target["ecsTarget"]["lastUpdatedAt"].timestamp()
+        assert age < 0.25, f"the 0.3 s hold counted in the target's lastUpdatedAt ({age:.2f} s)"
         since = datetime.fromtimestamp(time.time() - 5, UTC)
         listed = client.list_deployments(
             applicationName="app", deploymentGroupName="group", createTimeRange={"start": since}

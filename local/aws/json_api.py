@@ -36,6 +36,7 @@ TIME_KEYS = frozenset(
         "registerTime",
         "lastUsedTime",
         "lastUpdateTime",
+        "lastUpdatedAt",
         "lastStatusChange",
         "created",
         "updated",

@@ -18,10 +18,19 @@ On hook failure, alarm or stop, the status and errorInformation are what CodeDep
 asks for it, AWS's rollback deployment runs: both listeners back to the original, then the replacement task
 set drained and deleted; the rollback deployment stays InProgress until that is done. Deployment-group
 triggers are published to their SNS topics. Every wait is on the stand-in's AWS clock.
+
+What BatchGetDeploymentTargets answers for the deployment's ECS target is recorded as it happens: each
+lifecycle event goes InProgress when the engine enters it and Succeeded when done
+(`CodeDeployService.lifecycle_event`; Install spans `_start_tasks` through `_wait_steady`, AllowTraffic every
+shift step and its wait; an event whose hook the appspec does not name passes at once, startTime == endTime);
+on abort the service marks the event in progress Failed and the rest Skipped. The target's taskSetsInfo is
+the engine's view of the two task sets, refreshed at every check (`CodeDeployService.set_task_sets`). The
+rollback deployments the engine runs record no lifecycle events: their target keeps its eight Pending events.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -48,6 +57,13 @@ TASK_RETRY_AWS_SECONDS = START_RETRY_SECONDS
 # AWS does not document how often CodeDeploy polls a deployment's alarms; every 5 AWS seconds here (a slower
 # poll would delay the alarm gate by at most its period).
 ALARM_POLL_AWS_SECONDS = 5.0
+
+
+def task_set_identifier(task_set: str) -> str:
+    """An ECS task set id as CodeDeploy reports it (ecs-svc/ and 19 digits), the same for a task set in every
+    deployment that sees it (derived from the runner's task set name: the deployment id that created it)."""
+    digits = int(hashlib.sha256(task_set.encode()).hexdigest(), 16) % 10**19
+    return f"ecs-svc/{digits:019d}"
 
 
 class Abort(Exception):
@@ -89,6 +105,15 @@ class Run:
     replacement_tasks: list[Task] = field(default_factory=list)
     routed: bool = False
     thread: threading.Thread | None = None
+    # What taskSetsInfo reports (`_publish_task_sets`): the original (Blue) and replacement (Green) task sets.
+    tg_names: dict[str, str] = field(default_factory=dict)  # target group ARN -> name
+    original_set: str | None = None  # the runner's task set name of the tasks serving at the start
+    original_count: int = 0
+    count: int = 0  # the replacement's desired count, once Install has begun
+    percent: int = 0  # production traffic on the replacement
+    replacement_primary: bool = False  # AllowTraffic done: ECS's primary task set is the replacement
+    draining: str | None = None  # "original" or "replacement" while it is drained and deleted
+    deleted: set[str] = field(default_factory=set)
 
 
 class EcsBlueGreenEngine:
@@ -192,22 +217,31 @@ class EcsBlueGreenEngine:
             self._elbv2.describe_target_groups(Names=[name])["TargetGroups"][0]["TargetGroupArn"]
             for name in names
         ]
+        run.tg_names = dict(zip(arns, names, strict=True))
         run.prod_listener = pair["prodTrafficRoute"]["listenerArns"][0]
         run.test_listener = (pair.get("testTrafficRoute") or {}).get("listenerArns", [None])[0]
         serving = sorted(forward_weights(run.prod_listener), key=lambda item: -item[1])
         run.original_tg = serving[0][0] if serving else arns[0]
         run.replacement_tg = next(arn for arn in arns if arn != run.original_tg)
-        check = self._checker(run, alarms)
+        original = self._tasks_in(run.original_tg)
+        run.original_set = original[0].task_set if original else None
+        run.original_count = len(original)
+        alarm_check = self._checker(run, alarms)
+
+        def check() -> None:
+            self._publish_task_sets(service, run)
+            alarm_check()
+
         version = self._version(task_definition)
         self._emit(
             "deployment", f"{dep_id} started: {version} ({dep['deploymentConfigName']})", deployment=dep_id
         )
         check()
 
-        for name, fn in hooks:
-            if name == "BeforeInstall":
-                self._hook(service, run, name, fn, check)
-        count = self._desired_count(group) or max(1, len(self._tasks_in(run.original_tg)))
+        self._hook_event(service, run, "BeforeInstall", hooks, check)
+        # Install: the replacement task set created and steady (a release that never is stays InProgress).
+        service.lifecycle_event(dep_id, "Install", "InProgress")
+        count = run.count = self._desired_count(group) or max(1, len(self._tasks_in(run.original_tg)))
         run.replacement_tasks = self._start_tasks(run, task_definition, count, check)
         self._runner.register(run.replacement_tasks, run.replacement_tg)
         self._emit(
@@ -217,23 +251,23 @@ class EcsBlueGreenEngine:
         )
         self._wait_steady(run, count, check)
         self._emit("install", f"replacement task set {version}: steady, targets healthy", deployment=dep_id)
-        for name, fn in hooks:
-            if name == "AfterInstall":
-                self._hook(service, run, name, fn, check)
+        service.lifecycle_event(dep_id, "Install", "Succeeded")
+        self._hook_event(service, run, "AfterInstall", hooks, check)
         run.routed = True
         if run.test_listener:
+            service.lifecycle_event(dep_id, "AllowTestTraffic", "InProgress")
             self._route(run.test_listener, run.original_tg, run.replacement_tg, 100)
             self._emit(
                 "traffic", "test listener -> replacement", deployment=dep_id, listener="test", percent=100
             )
-        for name, fn in hooks:
-            if name == "AfterAllowTestTraffic":
-                self._hook(service, run, name, fn, check)
-        for name, fn in hooks:
-            if name == "BeforeAllowTraffic":
-                self._hook(service, run, name, fn, check)
+        service.lifecycle_event(dep_id, "AllowTestTraffic", "Succeeded")
+        self._hook_event(service, run, "AfterAllowTestTraffic", hooks, check)
+        self._hook_event(service, run, "BeforeAllowTraffic", hooks, check)
+        # AllowTraffic spans the whole shift: every canary or linear step and its wait.
+        service.lifecycle_event(dep_id, "AllowTraffic", "InProgress")
         for percent, wait in shift_steps(dep["deploymentConfigName"]):
             self._route(run.prod_listener, run.original_tg, run.replacement_tg, percent)
+            run.percent = percent
             self._emit(
                 "traffic",
                 f"production listener: {percent}% -> replacement",
@@ -242,9 +276,9 @@ class EcsBlueGreenEngine:
                 percent=percent,
             )
             self._wait(self._scale.drill(wait), check)
-        for name, fn in hooks:
-            if name == "AfterAllowTraffic":
-                self._hook(service, run, name, fn, check)
+        service.lifecycle_event(dep_id, "AllowTraffic", "Succeeded")
+        run.replacement_primary = True  # CodeDeploy makes the replacement ECS's primary task set
+        self._hook_event(service, run, "AfterAllowTraffic", hooks, check)
         service.start_termination_wait(dep_id)
         bake = float(
             (
@@ -261,8 +295,13 @@ class EcsBlueGreenEngine:
             run.finished = True  # terminating the original: nothing left to roll back to
         original = self._tasks_in(run.original_tg)
         self._retire(original)
+        run.draining = "original"
+        self._publish_task_sets(service, run)
         self._emit("deployment", f"{dep_id}: original task set draining, then terminated", deployment=dep_id)
         self._drain_and_stop(original, run.original_tg)
+        run.draining = None
+        run.deleted.add("original")
+        self._publish_task_sets(service, run)
         service.set_status(dep_id, "Succeeded")
         self._emit(
             "deployment", f"{dep_id} Succeeded: original terminated, {version} serves", deployment=dep_id
@@ -304,11 +343,16 @@ class EcsBlueGreenEngine:
             self._emit(
                 "restore", "both listeners -> original", deployment=dep_id, listener="production", percent=0
             )
+        run.percent, run.replacement_primary, run.draining = 0, False, "replacement"
+        self._publish_task_sets(service, run)
         # The replacement task set is deleted: its targets drained for the deregistration delay, then stopped
         # (the tasks ECS started in its place included).
         replacement = {t.task_id: t for t in [*run.replacement_tasks, *self._runner.tasks_of(dep_id)]}
         self._runner.retire(dep_id)
         self._drain_and_stop(list(replacement.values()), run.replacement_tg)
+        run.draining = None
+        run.deleted.add("replacement")
+        self._publish_task_sets(service, run)
         if rollback_id:
             service.set_status(rollback_id, "Succeeded")
             self._emit(
@@ -405,6 +449,57 @@ class EcsBlueGreenEngine:
         # Stopping a process is the machine's time, not AWS's: in the background.
         for task in tasks:
             threading.Thread(target=self._runner.stop_task, args=(task,), daemon=True).start()
+
+    def _hook_event(
+        self,
+        service: CodeDeployService,
+        run: Run,
+        name: str,
+        hooks: list[tuple[str, str]],
+        check: Callable[[], None],
+    ) -> None:
+        """A hook lifecycle event: InProgress while the appspec's hook for it runs, then Succeeded; without a
+        hook, Succeeded at once (startTime == endTime: AWS's status for an event without a hook is not
+        documented, see local/README.md)."""
+        functions = [fn for event, fn in hooks if event == name]
+        if functions:
+            service.lifecycle_event(run.deployment_id, name, "InProgress")
+        for function in functions:
+            self._hook(service, run, name, function, check)
+        service.lifecycle_event(run.deployment_id, name, "Succeeded")
+
+    def _publish_task_sets(self, service: CodeDeployService, run: Run) -> None:
+        """The ECS target's taskSetsInfo (botocore ECSTaskSet) from what the engine knows: the original task
+        set (Blue) and, once Install has begun, the replacement (Green); PRIMARY is the one serving production
+        (the replacement once AllowTraffic is done), ACTIVE the other, DRAINING one being deleted, and a
+        deleted one is no longer listed. trafficWeight: the production listener's share, in percent."""
+        roles = [
+            role
+            for role, known in (("original", run.original_set is not None), ("replacement", run.count > 0))
+            if known and role not in run.deleted
+        ]
+        service.set_task_sets(run.deployment_id, [self._task_set(run, role) for role in roles])
+
+    def _task_set(self, run: Run, role: str) -> dict[str, Any]:
+        replacement = role == "replacement"
+        name = run.deployment_id if replacement else str(run.original_set)
+        desired = run.count if replacement else run.original_count
+        running = len(self._runner.tasks_of(name))
+        if run.draining == role:
+            status = "DRAINING"
+        else:
+            status = "PRIMARY" if run.replacement_primary == replacement else "ACTIVE"
+        target_group = run.replacement_tg if replacement else run.original_tg
+        return {
+            "identifer": task_set_identifier(name),  # sic: botocore ECSTaskSet's member name
+            "desiredCount": desired,
+            "pendingCount": 0 if status == "DRAINING" else max(0, desired - running),
+            "runningCount": running,
+            "status": status,
+            "trafficWeight": float(run.percent if replacement else 100 - run.percent),
+            "targetGroup": {"name": run.tg_names.get(target_group or "", "")},
+            "taskSetLabel": "Green" if replacement else "Blue",
+        }
 
     def _hook(
         self, service: CodeDeployService, run: Run, name: str, function: str, check: Callable[[], None]

@@ -8,7 +8,26 @@ and one DeploymentLimitExceededException, as on AWS.
 Operations: CreateApplication, CreateDeploymentGroup, GetDeploymentGroup, UpdateDeploymentGroup,
 CreateDeployment, GetDeployment, BatchGetDeployments, GetApplicationRevision, ListDeployments
 (includeOnlyStatuses, createTimeRange, nextToken), StopDeployment (autoRollbackEnabled),
-PutLifecycleEventHookExecutionStatus.
+PutLifecycleEventHookExecutionStatus, ListDeploymentTargets (targetFilters, nextToken),
+BatchGetDeploymentTargets.
+
+Deployment targets (botocore's ListDeploymentTargets / BatchGetDeploymentTargets shapes and error lists):
+an ECS deployment has one target per ecsServices entry of its group, ID `<clusterName>:<serviceName>` ("For
+deployments that use the Amazon ECS compute platform, the target IDs are pairs of Amazon ECS clusters and
+services specified using the format <clustername>:<servicename>. Their target type is ecsTarget.",
+`BatchGetDeploymentTargetsInput.targetIds`), answered as {"deploymentTargetType": "ECSTarget",
+"ecsTarget": ECSTarget}: targetArn the ECS service's ARN, status from the deployment's (InProgress while it
+runs, Succeeded, Failed when it failed or was stopped; Ready only for a deployment in Ready, which the engine
+never sets), lastUpdatedAt, the eight ECS lifecycle events (ECS_LIFECYCLE_EVENTS, Pending until the engine
+records them) and taskSetsInfo once the engine has set it. When a deployment fails or is stopped, its event
+in progress becomes Failed (endTime then) and the events not reached Skipped, whoever ended it. Other compute
+platforms' targets are not modelled (none). Errors: DeploymentIdRequiredException,
+InvalidDeploymentIdException (not d- and 9 upper-case letters or digits), DeploymentDoesNotExistException,
+DeploymentNotStartedException (Created or Queued); ListDeploymentTargets: InvalidTargetFilterNameException,
+InvalidInstanceStatusException (a TargetStatus value outside TargetStatus), InvalidInstanceTypeException (a
+ServerInstanceLabel other than Blue or Green), InvalidNextTokenException; BatchGetDeploymentTargets:
+DeploymentTargetIdRequiredException, DeploymentTargetListSizeExceededException (over 25 IDs),
+InvalidDeploymentTargetIdException (an empty or non-string ID), DeploymentTargetDoesNotExistException.
 
 Alarm configurations (a group's, an update's, a deployment's override) are checked as botocore's model
 documents InvalidAlarmConfigException and AlarmsLimitExceededException: an alarm without a name, a name longer
@@ -40,6 +59,8 @@ deployment with the Python-level methods, each thread-safe:
     register_hook(deployment_id, lifecycle_event, execution_id=None) -> str      # then invoke the hook Lambda
     roll_back(deployment_id, message) -> str | None                              # AWS's rollback deployment
     get(deployment_id) -> dict                                                   # a deploymentInfo copy
+    lifecycle_event(deployment_id, name, status)         # the ECS target's event: InProgress, Succeeded, ...
+    set_task_sets(deployment_id, task_sets)              # the ECS target's taskSetsInfo (ECSTaskSet dicts)
 
 Built-in rules without an engine (and the parts the service always applies):
 - CreateDeployment: status Created, creator user; DeploymentLimitExceededException while another deployment
@@ -54,7 +75,9 @@ Built-in rules without an engine (and the parts the service always applies):
   answered twice -> LifecycleEventAlreadyCompletedException. Without an engine, Failed fails the deployment
   (HOOK_EXECUTION_FAILURE) and rolls it back when the autoRollbackConfiguration has DEPLOYMENT_FAILURE.
 `seed_deployment(...)` writes history directly (any status, creator, time) for tests and scenarios.
-Timestamps are epoch seconds (what the JSON protocol carries); `clock` is injectable for scaled time.
+Timestamps are epoch seconds (what the JSON protocol carries); `clock` is injectable for scaled time. A
+target's lastUpdatedAt and its events' startTime / endTime are stamped on that clock too, and are TIME_KEYS
+(local/aws/json_api.py) as createTime is.
 """
 
 from __future__ import annotations
@@ -71,6 +94,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from local.aws.account import ACCOUNT_ID, REGION
 from local.aws.json_api import ApiError, Operations
 
 JSON = dict[str, Any]
@@ -89,6 +113,35 @@ DESCRIPTION_MAX_CHARS = 100
 MAX_ALARMS = 10
 MAX_ALARM_NAME = 255
 GROUP_NAME = re.compile(r"[A-Za-z0-9+=,.@_-]{1,100}")
+# The form of the ids CodeDeploy gives deployments ("d-" and 9 upper-case letters or digits); botocore's
+# DeploymentId shape has no pattern, so ListDeploymentTargets / BatchGetDeploymentTargets refuse other strings
+# with InvalidDeploymentIdException, the code their model lists for "specified in an invalid format".
+DEPLOYMENT_ID = re.compile(r"d-[A-Z0-9]{9}")
+# An ECS deployment's lifecycle events, in AWS's order (AppSpec 'hooks' for an Amazon ECS deployment,
+# reference-appspec-file-structure-hooks.html); botocore `LifecycleEvent.status` is LifecycleEventStatus.
+ECS_LIFECYCLE_EVENTS = (
+    "BeforeInstall",
+    "Install",
+    "AfterInstall",
+    "AllowTestTraffic",
+    "AfterAllowTestTraffic",
+    "BeforeAllowTraffic",
+    "AllowTraffic",
+    "AfterAllowTraffic",
+)
+LIFECYCLE_EVENT_STATUSES = frozenset({"Pending", "InProgress", "Succeeded", "Failed", "Skipped", "Unknown"})
+# Which LifecycleEventStatus may follow which (anything else is an engine bug: ValueError).
+LIFECYCLE_EVENT_MOVES = {
+    "Pending": frozenset({"InProgress", "Succeeded", "Failed", "Skipped"}),
+    "InProgress": frozenset({"Succeeded", "Failed"}),
+}
+# botocore TargetStatus, TargetFilterName and TargetLabel (ListDeploymentTargetsInput.targetFilters).
+TARGET_STATUSES = frozenset({"Pending", "InProgress", "Succeeded", "Failed", "Skipped", "Unknown", "Ready"})
+TARGET_FILTER_NAMES = frozenset({"TargetStatus", "ServerInstanceLabel"})
+SERVER_INSTANCE_LABELS = frozenset({"Blue", "Green"})
+# An ECS target's status from its deployment's: Failed when the deployment failed or was stopped, Ready only
+# when the deployment waits for a manual reroute (the engine never does), InProgress while it runs otherwise.
+TARGET_STATUS_OF = {"Succeeded": "Succeeded", "Failed": "Failed", "Stopped": "Failed", "Ready": "Ready"}
 # What UpdateDeploymentGroup changes when given (besides the name), as CreateDeploymentGroup sets it.
 GROUP_SETTINGS = (
     "deploymentConfigName",
@@ -237,6 +290,53 @@ def _as_returned(deployment: JSON) -> JSON:
     return info
 
 
+def _ecs_targets(deployment_id: str, group_info: JSON, now: float) -> list[JSON]:
+    """An ECS deployment's targets, its group's ecsServices: "For deployments that use the Amazon ECS compute
+    platform, the target IDs are pairs of Amazon ECS clusters and services specified using the format
+    <clustername>:<servicename>. Their target type is ecsTarget." (botocore
+    `BatchGetDeploymentTargetsInput.targetIds`). Other compute platforms' targets are not modelled: none."""
+    if group_info.get("computePlatform") != "ECS":
+        return []
+    targets = []
+    for entry in group_info.get("ecsServices") or []:
+        cluster, service = entry.get("clusterName"), entry.get("serviceName")
+        if not cluster or not service:
+            continue
+        targets.append(
+            {
+                "deploymentId": deployment_id,
+                "targetId": f"{cluster}:{service}",
+                "targetArn": f"arn:aws:ecs:{REGION}:{ACCOUNT_ID}:service/{cluster}/{service}",
+                "lastUpdatedAt": now,
+                "lifecycleEvents": [
+                    {"lifecycleEventName": name, "status": "Pending"} for name in ECS_LIFECYCLE_EVENTS
+                ],
+            }
+        )
+    return targets
+
+
+def _check_deployment_id(deployment_id: Any) -> None:
+    if not deployment_id:
+        raise CodeDeployError(
+            "DeploymentIdRequiredException", "At least one deployment ID must be specified."
+        )
+    if not isinstance(deployment_id, str) or not DEPLOYMENT_ID.fullmatch(deployment_id):
+        raise CodeDeployError(
+            "InvalidDeploymentIdException", f"The deployment ID {deployment_id} is not valid."
+        )
+
+
+def _end_lifecycle_events(target: JSON, now: float) -> None:
+    """The deployment failed or was stopped: the event in progress Failed, the ones not reached Skipped."""
+    for event in target["lifecycleEvents"]:
+        if event["status"] == "InProgress":
+            event["status"] = "Failed"
+            event["endTime"] = now
+        elif event["status"] == "Pending":
+            event["status"] = "Skipped"
+
+
 class CodeDeployService(Operations):
     """Thread-safe in-memory CodeDeploy; `call` is the API, the other public methods are the engine's."""
 
@@ -252,6 +352,9 @@ class CodeDeployService(Operations):
         self._order: list[str] = []
         self._hooks: dict[str, JSON] = {}
         self._stop_requested: set[str] = set()
+        # Deployment id -> its targets (an ECS deployment: one per ecsServices entry of its group), each an
+        # ECSTarget less its status, which follows the deployment's (TARGET_STATUS_OF).
+        self._targets: dict[str, list[JSON]] = {}
         self._revisions: dict[tuple[str, str], JSON] = {}
         # Without an engine, how long after StopDeployment's Pending answer the stop takes effect.
         self.stop_delay = 0.2
@@ -360,6 +463,7 @@ class CodeDeployService(Operations):
             dep["completeTime"] = now
         self._register_revision_locked(application, group, revision, now)
         self._deployments[dep_id] = dep
+        self._targets[dep_id] = _ecs_targets(dep_id, group_info, now)
         self._order.append(dep_id)
         self._order.sort(key=lambda i: self._deployments[i]["createTime"])
         group_info["targetRevision"] = copy.deepcopy(revision)
@@ -405,6 +509,10 @@ class CodeDeployService(Operations):
             dep.setdefault("startTime", now)
         if error_code is not None:
             dep["errorInformation"] = {"code": error_code, "message": error_message or error_code}
+        for target in self._targets.get(dep["deploymentId"], []):
+            target["lastUpdatedAt"] = now
+            if status in ("Failed", "Stopped"):
+                _end_lifecycle_events(target, now)
         group_info = self._groups[(dep["applicationName"], dep["deploymentGroupName"])]
         last = group_info.get("lastAttemptedDeployment", {})
         if last.get("deploymentId") == dep["deploymentId"]:
@@ -493,6 +601,45 @@ class CodeDeployService(Operations):
                 "status": "InProgress",
             }
             return hook_id
+
+    def lifecycle_event(self, deployment_id: str, name: str, status: str) -> None:
+        """Move lifecycle event `name` of the deployment's ECS target to `status`, stamped on the service's
+        clock as createTime is: InProgress sets startTime; Succeeded or Failed set endTime, and startTime too
+        when the event was still Pending (an event passed at once: startTime == endTime); Skipped sets none.
+        Moves: Pending -> InProgress, Succeeded, Failed or Skipped; InProgress -> Succeeded or Failed; any
+        other, an unknown event or a deployment not started raises ValueError. Once the deployment has ended
+        the call is ignored: its events were settled then (the one in progress Failed, the rest Skipped)."""
+        if name not in ECS_LIFECYCLE_EVENTS:
+            raise ValueError(f"unknown ECS lifecycle event {name}")
+        if status not in LIFECYCLE_EVENT_STATUSES:
+            raise ValueError(f"unknown lifecycle event status {status}")
+        with self._lock:
+            dep = self._deployment(deployment_id)
+            if dep["status"] in FINISHED_STATUSES:
+                return
+            if dep["status"] in ("Created", "Queued"):
+                raise ValueError(f"deployment {deployment_id} has not started")
+            now = self.clock()
+            for target in self._targets.get(deployment_id, []):
+                event = next(e for e in target["lifecycleEvents"] if e["lifecycleEventName"] == name)
+                if status not in LIFECYCLE_EVENT_MOVES.get(event["status"], frozenset()):
+                    raise ValueError(f"{deployment_id} {name}: {event['status']} -> {status}")
+                if status in ("InProgress", "Succeeded", "Failed"):
+                    event.setdefault("startTime", now)
+                if status in ("Succeeded", "Failed"):
+                    event["endTime"] = now
+                event["status"] = status
+                target["lastUpdatedAt"] = now
+
+    def set_task_sets(self, deployment_id: str, task_sets: list[JSON]) -> None:
+        """The engine's view of the ECS target's task sets (ECSTarget.taskSetsInfo, a list of botocore
+        ECSTaskSet); lastUpdatedAt moves when it changes."""
+        with self._lock:
+            self._deployment(deployment_id)
+            for target in self._targets.get(deployment_id, []):
+                if target.get("taskSetsInfo") != task_sets:
+                    target["taskSetsInfo"] = copy.deepcopy(task_sets)
+                    target["lastUpdatedAt"] = self.clock()
 
     def hook_status(self, execution_id: str) -> str:
         with self._lock:
@@ -803,3 +950,95 @@ class CodeDeployService(Operations):
                     self._roll_back_locked(dep, "Deployment failed.")
         self._notify(lambda engine: engine.on_hook_status(self, dep_id, str(execution_id), str(status)))
         return {"lifecycleEventHookExecutionId": str(execution_id)}
+
+    # ------------------------------------------------------------------ deployment targets
+    def _started_deployment(self, deployment_id: Any) -> JSON:
+        """The deployment whose targets are asked for (lock held), with the errors botocore's model lists for
+        ListDeploymentTargets and BatchGetDeploymentTargets."""
+        _check_deployment_id(deployment_id)
+        dep = self._deployment(deployment_id)
+        if dep["status"] in ("Created", "Queued"):
+            raise CodeDeployError(
+                "DeploymentNotStartedException", f"The deployment {deployment_id} has not started."
+            )
+        return dep
+
+    def _op_ListDeploymentTargets(self, params: JSON) -> JSON:
+        """botocore ListDeploymentTargets: "Returns an array of target IDs that are associated a deployment."
+        targetFilters ("TargetStatus" values from TargetStatus, "ServerInstanceLabel" Blue or Green): the
+        TargetStatus filter keeps the targets in one of its statuses (an empty list filters nothing);
+        ServerInstanceLabel is checked and then ignored, an ECS target being neither (its task sets are)."""
+        filters = params.get("targetFilters") or {}
+        if not isinstance(filters, dict):
+            raise CodeDeployError("InvalidTargetFilterNameException", "The target filter name is invalid.")
+        for name, values in filters.items():
+            if name not in TARGET_FILTER_NAMES or not isinstance(values, list):
+                raise CodeDeployError(
+                    "InvalidTargetFilterNameException", f"The target filter name {name} is invalid."
+                )
+            allowed, code = (
+                (TARGET_STATUSES, "InvalidInstanceStatusException")
+                if name == "TargetStatus"
+                else (SERVER_INSTANCE_LABELS, "InvalidInstanceTypeException")
+            )
+            for value in values:
+                if value not in allowed:
+                    raise CodeDeployError(code, f"The {name} filter value {value} is not valid.")
+        statuses = filters.get("TargetStatus") or []
+        try:
+            offset = int(params.get("nextToken") or 0)
+            if offset < 0:
+                raise ValueError(offset)
+        except ValueError as exc:
+            raise CodeDeployError(
+                "InvalidNextTokenException", "The next token was specified in an invalid format."
+            ) from exc
+        with self._lock:
+            dep = self._started_deployment(params.get("deploymentId"))
+            status = TARGET_STATUS_OF.get(dep["status"], "InProgress")
+            ids = [
+                str(target["targetId"])
+                for target in self._targets.get(dep["deploymentId"], [])
+                if not statuses or status in statuses
+            ]
+        result: JSON = {"targetIds": ids[offset : offset + LIST_PAGE_SIZE]}
+        if offset + LIST_PAGE_SIZE < len(ids):
+            result["nextToken"] = str(offset + LIST_PAGE_SIZE)
+        return result
+
+    def _op_BatchGetDeploymentTargets(self, params: JSON) -> JSON:
+        """botocore BatchGetDeploymentTargets: "The maximum number of targets that can be returned is 25";
+        for an ECS deployment each is {"deploymentTargetType": "ECSTarget", "ecsTarget": ECSTarget}, the
+        target's status from its deployment's (TARGET_STATUS_OF), its lifecycle events as the engine recorded
+        them (`lifecycle_event`), its taskSetsInfo as the engine last set it (`set_task_sets`)."""
+        _check_deployment_id(params.get("deploymentId"))
+        target_ids = params.get("targetIds")
+        if not target_ids:
+            raise CodeDeployError(
+                "DeploymentTargetIdRequiredException", "A deployment target ID was not provided."
+            )
+        if not isinstance(target_ids, list) or len(target_ids) > BATCH_LIMIT:
+            raise CodeDeployError(
+                "DeploymentTargetListSizeExceededException",
+                f"The maximum number of deployment target IDs you can specify is {BATCH_LIMIT}.",
+            )
+        for target_id in target_ids:
+            if not isinstance(target_id, str) or not target_id:
+                raise CodeDeployError(
+                    "InvalidDeploymentTargetIdException", "The target ID provided was not valid."
+                )
+        with self._lock:
+            dep = self._started_deployment(params.get("deploymentId"))
+            targets = {t["targetId"]: t for t in self._targets.get(dep["deploymentId"], [])}
+            found = []
+            for target_id in dict.fromkeys(target_ids):  # each once, in the order asked
+                target = targets.get(target_id)
+                if target is None:
+                    raise CodeDeployError(
+                        "DeploymentTargetDoesNotExistException",
+                        f"The target {target_id} does not belong to the deployment {dep['deploymentId']}.",
+                    )
+                info = copy.deepcopy(target)
+                info["status"] = TARGET_STATUS_OF.get(dep["status"], "InProgress")
+                found.append({"deploymentTargetType": "ECSTarget", "ecsTarget": info})
+        return {"deploymentTargets": found}
