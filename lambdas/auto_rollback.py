@@ -52,7 +52,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, Literal, TypeVar, get_args
 
@@ -68,11 +68,13 @@ from phoenix_common import (
     LambdaContext,
     Service,
     client_config,
+    deployment_targets,
     env_flag,
     env_integer,
     env_required,
     epoch,
     in_bake,
+    install_started,
     invocation,
     load_service,
     parse_time,
@@ -367,7 +369,7 @@ class Stop:
 
     deployment: Deployment
     why: str
-    cause: str = ""  # headline prefix: "DEPLOYMENT_TIMEOUT"
+    cause: str = ""  # headline prefix: "DEPLOYMENT_TIMEOUT" or "INSTALL_TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -412,6 +414,9 @@ class Situation(Delivery):
 
     now: datetime
     history: tuple[Deployment, ...]
+    # When the in-flight deployment's Install lifecycle event began, while in progress (read only for the
+    # deployment-timeout alarm, once the deployment is INSTALL_TIMEOUT old); None: not installing, or unread.
+    install_started: float | None = None
 
     @functools.cached_property
     def in_flight(self) -> Deployment | None:
@@ -431,10 +436,20 @@ class Situation(Delivery):
         return None if created is None else self.now.timestamp() - created
 
     @property
+    def installing_for(self) -> float | None:
+        """Seconds the in-flight deployment's replacement has been in Install (not yet steady)."""
+        return None if self.install_started is None else self.now.timestamp() - self.install_started
+
+    @property
+    def install_overdue(self) -> bool:
+        installing = self.installing_for
+        return installing is not None and installing >= self.config.service.install_timeout
+
+    @property
     def young(self) -> bool:
-        """The deployment in flight is not yet DEPLOYMENT_TIMEOUT old."""
+        """The deployment in flight is not yet DEPLOYMENT_TIMEOUT old, nor INSTALL_TIMEOUT in Install."""
         age = self.age(self.in_flight)
-        return age is not None and age < self.config.service.deployment_timeout
+        return age is not None and age < self.config.service.deployment_timeout and not self.install_overdue
 
     @functools.cached_property
     def handled_by(self) -> Deployment | None:
@@ -502,6 +517,13 @@ def _known(deployment: Deployment | None) -> Deployment:
 
 def _stop(s: Situation) -> Stop:
     deployment = _known(s.in_flight)
+    if s.timeout_alarm and s.install_overdue:
+        why = f"its replacement never became healthy: in Install for {s.installing_for or 0:.0f} s, longer "
+        return Stop(
+            deployment,
+            f"{why}than INSTALL_TIMEOUT ({s.config.service.install_timeout} s)",
+            cause="INSTALL_TIMEOUT",
+        )
     if s.timeout_alarm:
         why = f"in flight for {s.age(deployment) or 0:.0f} s, longer than DEPLOYMENT_TIMEOUT "
         return Stop(deployment, f"{why}({s.config.service.deployment_timeout} s)", cause="DEPLOYMENT_TIMEOUT")
@@ -568,7 +590,8 @@ HISTORY_RULES: Final[tuple[Rule[Situation, Nothing | Stop], ...]] = (
         lambda s: s.timeout_alarm and s.young,
         lambda s: Nothing(
             f"deployment {_id(s.in_flight)} is {s.age(s.in_flight) or 0:.0f} s old, within "
-            f"DEPLOYMENT_TIMEOUT ({s.config.service.deployment_timeout} s): a stale alarm",
+            f"DEPLOYMENT_TIMEOUT ({s.config.service.deployment_timeout} s), and not in Install for "
+            f"INSTALL_TIMEOUT ({s.config.service.install_timeout} s): a stale alarm",
             deployment=s.in_flight,
         ),
     ),
@@ -966,7 +989,7 @@ def process(alarm: Alarm, config: Config, deadline: float) -> Outcome:
     raised."""
     try:
         now = datetime.now(UTC)
-        decision = judge(Situation(alarm, config, now, tuple(load_history(config, now))))
+        decision = judge(with_install(Situation(alarm, config, now, tuple(load_history(config, now)))))
         outcome = act(decision, alarm, config, deadline)
     except (ClientError, BotoCoreError) as exc:
         failed = Outcome("failed", "could not complete the rollback decision", alarm, {"error": str(exc)})
@@ -980,6 +1003,21 @@ def process(alarm: Alarm, config: Config, deadline: float) -> Outcome:
     if outcome.action != "none" or config.notify_no_action:
         notify(outcome, config)
     return outcome
+
+
+def with_install(s: Situation) -> Situation:
+    """For the deployment-timeout alarm about a deployment within DEPLOYMENT_TIMEOUT but INSTALL_TIMEOUT old:
+    the situation with when its Install began (ListDeploymentTargets, BatchGetDeploymentTargets). A failed
+    read is logged and leaves only the DEPLOYMENT_TIMEOUT rule."""
+    age = s.age(s.in_flight)
+    if not (s.timeout_alarm and s.in_flight and age is not None and age >= s.config.service.install_timeout):
+        return s
+    try:
+        started = install_started(deployment_targets(codedeploy(), _id(s.in_flight)))
+    except (ClientError, BotoCoreError) as exc:
+        log("install progress unknown; only DEPLOYMENT_TIMEOUT applies", logging.WARNING, error=str(exc))
+        return s
+    return replace(s, install_started=started)
 
 
 def configuration_failure(error: ConfigError, alarms: Sequence[Alarm]) -> dict[str, Any]:

@@ -8,9 +8,11 @@ Two triggers, one function:
   (milliseconds) with dimensions {Service, Environment, Listener=production|test}, and the production verdict
   also with {Service, Environment}: what the health-check alarm reads. With {Service, Environment} it also
   publishes DeploymentOverdue: 1 while the deployment in flight is older than DEPLOYMENT_TIMEOUT (its
-  createTime, from GetDeployment) and not yet in its bake, else 0. Nothing on AWS stops a deployment stuck
-  in install or in the shift before CodeDeploy's own hour; the deployment-overdue alarm on this metric has
-  the auto-rollback Lambda stop it.
+  createTime, from GetDeployment) and not yet in its bake, or while its Install lifecycle event has been in
+  progress for INSTALL_TIMEOUT (a replacement that never becomes steady; ListDeploymentTargets and
+  BatchGetDeploymentTargets, read only once the deployment is INSTALL_TIMEOUT old), else 0. Nothing on AWS
+  stops a deployment stuck in install or in the shift before CodeDeploy's own hour; the deployment-overdue
+  alarm on this metric has the auto-rollback Lambda stop it.
 - CodeDeploy lifecycle hook (AfterAllowTestTraffic: {"DeploymentId", "LifecycleEventHookExecutionId"}): probes
   the replacement through TEST_URL in rounds until `verdict(rounds, config, remaining)` (pure: VERDICT_RULES)
   says Succeeded or Failed: Failed once ALARM_THRESHOLD rounds failed, when the last round failed, when no
@@ -23,6 +25,13 @@ Two triggers, one function:
   PutLifecycleEventHookExecutionStatus, and before the function's own deadline: it stops probing
   ANSWER_RESERVE_MS early, the longest the answer can take with every retry of its client
   (phoenix_common.worst_case_call_seconds), and within DEPLOYMENT_TIMEOUT.
+
+With TEST_TRAFFIC (pipeline-config/test-traffic.json, through the stack's TestTraffic parameter), each hook
+round whose /health probes passed also sends `requests_per_round` real requests (its list in turn; GET, HEAD
+or OPTIONS only: the original gets them too) to the replacement through TEST_URL and as many to the original
+through PRODUCTION_URL, at once; a request passes on one of its `expect` statuses. The counts so far go to
+canary_judge.judge (the original as baseline, one look per validation round, the CANARY_* policy): its Fail
+fails the hook before any user request reaches the replacement, whatever the rounds' other verdicts.
 
 A probe is one GET of HEALTH_PATH with connect and read timeouts; it passes on HTTP 200 with a JSON body
 {"status": "healthy"} within MAX_LATENCY_P95_MS. Timeouts, refused connections, resets, DNS failures,
@@ -37,6 +46,7 @@ Failed. Every decision is one JSON log line.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -49,9 +59,11 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
+import canary_judge
 import phoenix_common as common
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
+from canary_judge import Counts
 from phoenix_common import (
     IN_FLIGHT,
     ConfigError,
@@ -60,11 +72,13 @@ from phoenix_common import (
     LambdaContext,
     Service,
     client_config,
+    deployment_targets,
     env_integer,
     env_number,
     env_url,
     epoch,
     in_bake,
+    install_started,
     invocation,
     load_service,
     worst_case_call_seconds,
@@ -95,6 +109,11 @@ PERMANENT_HOOK_ERRORS = frozenset(
 LOAD_BALANCER_SERVER = "awselb/"
 # TARGET_READY_SECONDS' bounds: CodeDeploy waits at most an hour for a lifecycle hook's answer.
 TARGET_READY_MAX_SECONDS = 3600
+# Test traffic goes to the original through the production listener too (the baseline): only methods that
+# change nothing (RFC 9110's safe methods) may be sent.
+SAFE_METHODS: Final = ("GET", "HEAD", "OPTIONS")
+MAX_TRAFFIC_PER_ROUND: Final = 100
+MAX_TRAFFIC_REQUESTS: Final = 20
 Listener = Literal["production", "test"]
 Trigger = Literal["hook", "schedule", "rejected"]
 
@@ -115,11 +134,80 @@ class Config:
     validation_rounds: int
     validation_interval_seconds: float
     target_ready_seconds: float
+    test_traffic: GateTraffic | None = None
 
     @property
     def round_budget_s(self) -> float:
-        """The longest one probe round takes: the probe timeouts and a second for the threads."""
-        return self.probe_connect_timeout + self.probe_read_timeout + 1.0
+        """The longest one round takes: the probe timeouts and a second for the threads; the timeouts again
+        with test traffic (its requests, all at once, after the probes)."""
+        timeouts = self.probe_connect_timeout + self.probe_read_timeout
+        return timeouts * (2 if self.test_traffic else 1) + 1.0
+
+
+@dataclass(frozen=True)
+class TrafficRequest:
+    """One request of the test traffic: passes when the answer's status is one of `expect`."""
+
+    method: str
+    path: str
+    expect: frozenset[int]
+
+
+@dataclass(frozen=True)
+class GateTraffic:
+    """TEST_TRAFFIC: requests sent each hook round to the replacement (test listener) and, as many, to the
+    original (production listener); `policy` judges the two (canary_judge, one look per validation round)."""
+
+    requests: tuple[TrafficRequest, ...]
+    per_round: int
+    policy: canary_judge.Policy
+
+
+def load_test_traffic(env: Mapping[str, str], looks: int) -> GateTraffic | None:
+    """TEST_TRAFFIC (JSON: {"requests": [{"method", "path", "expect": [statuses]}], "requests_per_round"});
+    unset or empty: the hook probes HEALTH_PATH only. Raises ConfigError saying what is wrong."""
+    raw = env.get("TEST_TRAFFIC", "").strip()
+    if not raw:
+        return None
+    try:
+        document = json.loads(raw)
+        requests_ = tuple(_traffic_request(item) for item in document["requests"])
+        per_round = document["requests_per_round"]
+        policy = replace(canary_judge.policy_from_env(env), looks=looks)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"TEST_TRAFFIC is not valid: {exc}") from None
+    if not 1 <= len(requests_) <= MAX_TRAFFIC_REQUESTS:
+        raise ConfigError(
+            f"TEST_TRAFFIC must list 1 to {MAX_TRAFFIC_REQUESTS} requests, got {len(requests_)}"
+        )
+    if (
+        isinstance(per_round, bool)
+        or not isinstance(per_round, int)
+        or not 1 <= per_round <= MAX_TRAFFIC_PER_ROUND
+    ):
+        raise ConfigError(
+            f"TEST_TRAFFIC requests_per_round must be a whole number from 1 to {MAX_TRAFFIC_PER_ROUND}, "
+            f"got {per_round!r}"
+        )
+    return GateTraffic(requests_, per_round, policy)
+
+
+def _traffic_request(item: Any) -> TrafficRequest:
+    if not isinstance(item, dict) or set(item) - {"method", "path", "expect"}:
+        raise ValueError(f"a request is an object with method, path and expect, got {item!r}")
+    method, path, expect = item.get("method", "GET"), item.get("path"), item.get("expect", [200])
+    if method not in SAFE_METHODS:
+        raise ValueError(
+            f"method {method!r} is not one of {', '.join(SAFE_METHODS)} (the original gets it too)"
+        )
+    if not isinstance(path, str) or not path.startswith("/") or any(c.isspace() for c in path):
+        raise ValueError(f"path must start with '/' and have no spaces, got {path!r}")
+    statuses = expect if isinstance(expect, list) else []
+    if not statuses or not all(
+        isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in statuses
+    ):
+        raise ValueError(f"expect must list HTTP statuses (100-599), got {expect!r}")
+    return TrafficRequest(method, path, frozenset(statuses))
 
 
 def load_config(env: Mapping[str, str]) -> Config:
@@ -139,11 +227,12 @@ def load_config(env: Mapping[str, str]) -> Config:
         probe_read_timeout=env_number(env, "PROBE_READ_TIMEOUT", 3.0, minimum=0.05, maximum=60),
         max_error_rate=env_number(env, "MAX_ERROR_RATE", 20.0, minimum=0, maximum=100),
         max_latency_p95_ms=env_number(env, "MAX_LATENCY_P95_MS", 1000.0, minimum=1),
-        validation_rounds=env_integer(env, "VALIDATION_ROUNDS", 3, minimum=1, maximum=100),
+        validation_rounds=(rounds := env_integer(env, "VALIDATION_ROUNDS", 3, minimum=1, maximum=100)),
         validation_interval_seconds=env_number(
             env, "VALIDATION_INTERVAL_SECONDS", 10.0, minimum=0, maximum=300
         ),
         target_ready_seconds=target_ready_seconds(env),
+        test_traffic=load_test_traffic(env, rounds),
     )
     if config.probe_connect_timeout + config.probe_read_timeout >= config.service.health_check_interval:
         raise ConfigError(
@@ -194,6 +283,9 @@ class Round:
     failed: bool
     # Hook only: seconds from the start of the hook's first round to the start of this one.
     at: float = 0.0
+    # Hook with TEST_TRAFFIC only: this round's test traffic to the original and to the replacement.
+    baseline: Counts | None = None
+    canary: Counts | None = None
 
     @property
     def not_ready(self) -> bool:
@@ -210,6 +302,7 @@ class Round:
             "latency_p95_ms": round(self.latency_p95_ms, 1),
             "failed": self.failed,
             "failures": dict(reasons),
+            **({"traffic": {"baseline": self.baseline, "canary": self.canary}} if self.canary else {}),
         }
 
 
@@ -306,6 +399,42 @@ def probe_round(listeners: Mapping[Listener, str], config: Config) -> dict[Liste
     }
 
 
+def send(url: str, request: TrafficRequest, config: Config) -> bool:
+    """One test-traffic request: whether it was answered with an expected status; never raises."""
+    try:
+        response = requests.request(
+            request.method,
+            url + request.path,
+            timeout=(config.probe_connect_timeout, config.probe_read_timeout),
+            allow_redirects=False,
+            headers={"User-Agent": "phoenix-health-check"},
+        )
+    except requests.exceptions.RequestException:
+        return False
+    return response.status_code in request.expect
+
+
+def traffic_round(traffic: GateTraffic, config: Config) -> tuple[Counts, Counts]:
+    """(baseline, canary): the same `per_round` requests (the list in turn) to the original through the
+    production listener and to the replacement through the test listener, all at once, over the same
+    seconds; a request still unanswered after the probe timeouts counts as failed."""
+    sequence = [traffic.requests[i % len(traffic.requests)] for i in range(traffic.per_round)]
+    executor = ThreadPoolExecutor(max_workers=2 * traffic.per_round)
+    try:
+        futures = {
+            url: [executor.submit(send, url, request, config) for request in sequence]
+            for url in (config.production_url, config.test_url)
+        }
+        budget = config.probe_connect_timeout + config.probe_read_timeout
+        wait_futures([f for fs in futures.values() for f in fs], timeout=budget)
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+    baseline, canary = (
+        Counts(len(fs), sum(not (f.done() and f.result()) for f in fs)) for fs in futures.values()
+    )
+    return baseline, canary
+
+
 # --------------------------------------------------------------------------------------------- metrics
 def metric_data(rounds: Mapping[Listener, Round], config: Config) -> list[dict[str, Any]]:
     """The PutMetricData entries for one run (production verdict also without the Listener dimension)."""
@@ -346,9 +475,23 @@ def deployment_in_flight(config: Config) -> str | None:
     return deployments[0] if deployments else None
 
 
+def install_seconds(deployment_id: str) -> float | None:
+    """How long the deployment's Install lifecycle event (the replacement task set not yet steady) has been in
+    progress; None when it is not, or when its targets cannot be read (logged: the age rule still holds)."""
+    try:
+        started = install_started(deployment_targets(codedeploy(), deployment_id))
+    except (ClientError, BotoCoreError) as exc:
+        log("install progress unknown; only DEPLOYMENT_TIMEOUT applies", logging.WARNING, error=str(exc))
+        return None
+    return None if started is None else time.time() - started
+
+
 def overdue_datum(in_flight: str | None, config: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The DeploymentOverdue datum (none when the deployment cannot be read) and what to log about it."""
-    overdue, age = False, 0.0
+    """The DeploymentOverdue datum (none when the deployment cannot be read) and what to log about it: 1 when
+    the deployment in flight is DEPLOYMENT_TIMEOUT old and not in its bake, or has been in Install (its
+    replacement never steady: tasks failing to start or failing their health checks) for INSTALL_TIMEOUT."""
+    overdue, age, service = False, 0.0, config.service
+    fields: dict[str, Any] = {}
     if in_flight is not None:
         try:
             info = codedeploy().get_deployment(deploymentId=in_flight)["deploymentInfo"]
@@ -359,10 +502,16 @@ def overdue_datum(in_flight: str | None, config: Config) -> tuple[list[dict[str,
             log("deployment age unknown; DeploymentOverdue not published", logging.WARNING, error=str(exc))
             return [], {"deployment_age_s": None}
         age = time.time() - created
-        overdue = age >= config.service.deployment_timeout and not in_bake(info)
+        if age >= service.deployment_timeout and not in_bake(info):
+            overdue, fields["overdue_because"] = True, "DEPLOYMENT_TIMEOUT"
+        elif age >= service.install_timeout and (installing := install_seconds(in_flight)) is not None:
+            overdue = installing >= service.install_timeout
+            fields["install_s"] = round(installing, 1)
+            if overdue:
+                fields["overdue_because"] = "INSTALL_TIMEOUT"
     dimensions = [
-        {"Name": "Service", "Value": config.service.name},
-        {"Name": "Environment", "Value": config.service.environment},
+        {"Name": "Service", "Value": service.name},
+        {"Name": "Environment", "Value": service.environment},
     ]
     datum = {
         "MetricName": "DeploymentOverdue",
@@ -370,7 +519,7 @@ def overdue_datum(in_flight: str | None, config: Config) -> tuple[list[dict[str,
         "Value": float(overdue),
         "Unit": "None",
     }
-    return [datum], {"deployment_age_s": round(age, 1), "deployment_overdue": overdue}
+    return [datum], {"deployment_age_s": round(age, 1), "deployment_overdue": overdue, **fields}
 
 
 def run_scheduled() -> dict[str, Any]:
@@ -470,6 +619,26 @@ class Tally:
         """Counted rounds that failed; a not-ready round counted is a failed one whatever MAX_ERROR_RATE."""
         return sum(r.failed or r.not_ready for r in self.counted)
 
+    @functools.cached_property
+    def judged(self) -> canary_judge.Verdict | None:
+        """The canary judge on the test traffic so far (the replacement against the original), if any."""
+        traffic = self.config.test_traffic
+        sent = [r for r in self.counted if r.baseline is not None and r.canary is not None]
+        if traffic is None or not sent:
+            return None
+        baseline = Counts(
+            sum(r.baseline.requests for r in sent if r.baseline),
+            sum(r.baseline.errors for r in sent if r.baseline),
+        )
+        canary = Counts(
+            sum(r.canary.requests for r in sent if r.canary), sum(r.canary.errors for r in sent if r.canary)
+        )
+        return canary_judge.judge(baseline, canary, traffic.policy)
+
+    @property
+    def traffic_failed(self) -> bool:
+        return isinstance(self.judged, canary_judge.Fail)
+
     @property
     def routed(self) -> bool:
         """Some round reached a target (not every probe got the load balancer's 503)."""
@@ -494,6 +663,10 @@ class Tally:
 
 # In this order, the first that holds.
 VERDICT_RULES: Final[tuple[tuple[Callable[[Tally], bool], Callable[[Tally], Verdict]], ...]] = (
+    (
+        lambda t: t.traffic_failed,
+        lambda t: Failed(f"test traffic: {t.judged.reason if t.judged else ''}"),
+    ),
     (lambda t: t.failures >= t.threshold and not t.routed, lambda t: Failed(t.not_ready_reason)),
     (
         lambda t: t.failures >= t.threshold,
@@ -511,7 +684,10 @@ VERDICT_RULES: Final[tuple[tuple[Callable[[Tally], bool], Callable[[Tally], Verd
     ),
     (
         lambda t: True,
-        lambda t: Succeeded(f"{len(t.counted) - t.failures} of {len(t.counted)} validation rounds passed"),
+        lambda t: Succeeded(
+            f"{len(t.counted) - t.failures} of {len(t.counted)} validation rounds passed"
+            + (f"; test traffic: {t.judged.reason}" if t.judged else "")
+        ),
     ),
 )
 
@@ -535,8 +711,11 @@ def validate_replacement(config: Config, deadline: float) -> tuple[Answer, list[
         time.sleep(result.pause)
         started = time.monotonic()
         first = started if first is None else first
-        taken = probe_round({"test": config.test_url}, config)["test"]
-        rounds.append(replace(taken, at=started - first))
+        taken = replace(probe_round({"test": config.test_url}, config)["test"], at=started - first)
+        if config.test_traffic and not taken.failed and not taken.not_ready:
+            baseline, canary = traffic_round(config.test_traffic, config)
+            taken = replace(taken, baseline=baseline, canary=canary)
+        rounds.append(taken)
 
 
 def run_hook(deployment_id: str, execution_id: str, context: LambdaContext) -> dict[str, Any]:

@@ -127,6 +127,7 @@ class Service:
     health_check_interval: int
     alarm_threshold: int
     deployment_timeout: int
+    install_timeout: int
     application: str  # CODEDEPLOY_APPLICATION
     deployment_group: str  # CODEDEPLOY_DEPLOYMENT_GROUP
 
@@ -137,12 +138,16 @@ def load_service(env: Mapping[str, str]) -> Service:
     environment = next((e for e in ENVIRONMENTS if e == raw), None)
     if environment is None:
         raise ConfigError(f"ENVIRONMENT must be one of {', '.join(ENVIRONMENTS)}, got {raw!r}")
+    deployment_timeout = env_integer(env, "DEPLOYMENT_TIMEOUT", 900, minimum=1)
     return Service(
         environment=environment,
         name=env.get("SERVICE_NAME", "").strip() or "sample-app",
         health_check_interval=env_integer(env, "HEALTH_CHECK_INTERVAL", 60, minimum=10),
         alarm_threshold=env_integer(env, "ALARM_THRESHOLD", 2, minimum=1),
-        deployment_timeout=env_integer(env, "DEPLOYMENT_TIMEOUT", 900, minimum=1),
+        deployment_timeout=deployment_timeout,
+        install_timeout=env_integer(
+            env, "INSTALL_TIMEOUT", min(300, deployment_timeout), minimum=1, maximum=deployment_timeout
+        ),
         application=env_required(env, "CODEDEPLOY_APPLICATION"),
         deployment_group=env_required(env, "CODEDEPLOY_DEPLOYMENT_GROUP"),
     )
@@ -217,6 +222,29 @@ def parse_time(text: str) -> datetime | None:
     except (TypeError, ValueError):
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def install_started(targets: Mapping[str, Any]) -> float | None:
+    """When the Install lifecycle event of a BatchGetDeploymentTargets answer began, if it is still
+    InProgress: the replacement task set is not yet steady (ECS deployments: one ecsTarget, the service;
+    botocore's ECSTarget.lifecycleEvents, LifecycleEvent.status). None when it is not in progress."""
+    for target in targets.get("deploymentTargets") or []:
+        for event in (target.get("ecsTarget") or {}).get("lifecycleEvents") or []:
+            if event.get("lifecycleEventName") == "Install" and event.get("status") == "InProgress":
+                return epoch(event.get("startTime"))
+    return None
+
+
+def deployment_targets(codedeploy: Any, deployment_id: str) -> dict[str, Any]:
+    """The deployment's targets with their lifecycle events: ListDeploymentTargets, then
+    BatchGetDeploymentTargets (at most 25 IDs a call; an ECS deployment has one, `<cluster>:<service>`)."""
+    ids: list[str] = codedeploy.list_deployment_targets(deploymentId=deployment_id).get("targetIds") or []
+    if not ids:
+        return {"deploymentTargets": []}
+    answer: dict[str, Any] = codedeploy.batch_get_deployment_targets(
+        deploymentId=deployment_id, targetIds=ids[:25]
+    )
+    return answer
 
 
 def in_bake(deployment: Mapping[str, Any]) -> bool:

@@ -38,6 +38,7 @@ stand-in. The stack names, their order and their tags come from scripts/stacks.p
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sys
@@ -82,8 +83,23 @@ WIRED = frozenset(
         "AutoRollbackCodeKey",
         "HealthCheckInVpc",
         "ArtifactBucket",
+        "TestTraffic",
     }
 )
+# The hook's test traffic (the health-check Lambda's TEST_TRAFFIC), kept with the release's other settings.
+TRAFFIC_FILE = ROOT / "pipeline-config" / "test-traffic.json"
+
+
+def traffic_parameter(path: Path = TRAFFIC_FILE) -> str:
+    """The TestTraffic parameter: the file's JSON, compact ("" without the file: /health probes only)."""
+    if not path.is_file():
+        return ""
+    try:
+        return json.dumps(json.loads(path.read_text()), separators=(",", ":"))
+    except ValueError as exc:
+        raise DeployError(f"{path.name} is not JSON: {exc}") from None
+
+
 BUCKET_PLACEHOLDER = "cluster-stack-artifact-bucket"  # validated form; the real name is read after step 1
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed timestamps: the same sources give the same zip and the same S3 key
 WAIT = {"Delay": 5, "MaxAttempts": 360}  # 30 minutes per stack
@@ -152,6 +168,7 @@ def build_plan(env: Mapping[str, str], build_dir: Path) -> Plan:
         "AutoRollbackCodeKey": code_keys.get("auto_rollback", "missing.zip"),
         "HealthCheckInVpc": nat,  # always equal to the cluster's EnableNatGateway (see the README)
         "ArtifactBucket": BUCKET_PLACEHOLDER,
+        "TestTraffic": traffic_parameter(),
     }
     parameters: dict[str, dict[str, str]] = {}
     for stack_spec in STACKS:

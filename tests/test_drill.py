@@ -63,13 +63,14 @@ def test_every_user_request_is_accounted_for_by_the_version_that_served_it(repor
 
 def test_a_broken_health_check_never_reaches_production(report: Report) -> None:
     """Its containers never pass their health check, so the task set never becomes steady (ECS) and CodeDeploy
-    stays in install: the product's deployment timeout is what ends it."""
+    stays in Install: the product's INSTALL_TIMEOUT is what ends it, long before DEPLOYMENT_TIMEOUT."""
     result = scenario(report, "broken-health")
     assert not result.production_traffic_reached_release
     assert result.release not in result.users.by_version
     assert result.gate is Gate.TIMEOUT
     assert result.time_to_detect is not None
-    assert result.time_to_detect.aws >= 900  # DEPLOYMENT_TIMEOUT: nothing ends it sooner
+    assert 300 <= result.time_to_detect.aws < 900  # INSTALL_TIMEOUT ends it; DEPLOYMENT_TIMEOUT is not waited
+    assert any("INSTALL_TIMEOUT" in n.subject for n in result.notifications)
 
 
 def test_a_degraded_health_that_the_load_balancer_passes_is_stopped_at_the_test_traffic_gate(
@@ -101,14 +102,20 @@ def test_the_report_shows_the_alarm_evaluations_and_their_metric_lag(report: Rep
     assert any(e["pending"] > 0 for e in evaluations), "the ALB's metric lag never showed"
 
 
-def test_a_release_bad_under_traffic_is_rolled_back_once_while_both_healers_react(report: Report) -> None:
+def test_a_release_bad_under_traffic_fails_its_test_traffic_against_the_original_before_any_user(
+    report: Report,
+) -> None:
+    """Half its requests fail but /health passes: the hook's test traffic, judged against the same requests to
+    the original, fails the test-traffic gate; no user request reaches it."""
     result = scenario(report, "bad-under-traffic")
+    assert result.gate is Gate.TEST_TRAFFIC
+    assert not result.production_traffic_reached_release
+    assert result.release not in result.users.by_version
     assert len(result.rollback_deployments) == 1
-    assert result.alarms_fired
-    assert result.auto_rollback_lambda
     assert result.serving_after == result.serving_before
+    verdicts = [line for line in report.timeline if "check     hook: " in line and "test traffic" in line]
+    assert any("hook: Failed - test traffic" in line and "worse beyond doubt" in line for line in verdicts)
     assert result.time_to_detect is not None
-    assert result.time_to_restore is not None
 
 
 def test_the_report_has_both_clocks_and_the_chart_is_drawn(report: Report, tmp_path: Path) -> None:

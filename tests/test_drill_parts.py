@@ -30,7 +30,7 @@ from local.drill.results import (
     Result,
     Users,
 )
-from local.drill.scenarios import SCENARIOS, Expected, Serving, check
+from local.drill.scenarios import ROLLED_BACK, SCENARIOS, Expected, Serving, check
 from local.timescale import TimeScale
 
 
@@ -307,6 +307,8 @@ def result(**fields: Any) -> Result:
     return Result(**{**base, **fields})
 
 
+# A release the alarm gate stops during its canary: CodeDeploy and the auto-rollback Lambda both react.
+ALARM_GATE = replace(ROLLED_BACK, gate=Gate.ALARM, alarm_fires=True, lambda_actions=LAMBDA_ACTIONS)
 PROMOTED = Expected("promoted", status=("Succeeded",), serving=Serving.RELEASE, gate=Gate.NONE, rollbacks=0)
 
 
@@ -342,7 +344,7 @@ PROMOTED = Expected("promoted", status=("Succeeded",), serving=Serving.RELEASE, 
             ],
         ),
         (
-            SCENARIOS["bad-under-traffic"].expected,
+            ALARM_GATE,
             result(
                 deployment=Deployment("d-1", "Stopped", "MANUAL_STOP"),
                 gate=Gate.ALARM,
@@ -355,7 +357,7 @@ PROMOTED = Expected("promoted", status=("Succeeded",), serving=Serving.RELEASE, 
         ),
         (
             # "during the canary", when claimed: a decision after the shift to 100 % does not bear it out.
-            replace(SCENARIOS["bad-under-traffic"].expected, decided_during_canary=True),
+            replace(ALARM_GATE, decided_during_canary=True),
             result(
                 deployment=Deployment("d-1", "Stopped", "ALARM_ACTIVE"),
                 gate=Gate.ALARM,

@@ -478,3 +478,31 @@ def test_a_listener_takes_a_burst_of_connections_while_its_accepting_thread_is_b
         release.set()
         for sock in sockets:
             sock.close()
+
+
+def test_the_health_check_lambdas_requests_are_served_with_the_clock_held(
+    elb: Elb, make_target: Callable[..., Target], start_alb: Callable[..., LoadBalancer]
+) -> None:
+    """Its hook's test traffic (120 requests a round) would take minutes of AWS time at this machine's pace:
+    the clock is held while it is served, then it costs the target's service time (local/README.md)."""
+    group = elb.group(interval=5, healthy=2)
+    target = make_target()
+    elb.register(group, target)
+    scale = TimeScale(factor=60)
+    alb = start_alb({80: elb.listener(group)}, scale)
+    wait_for(lambda: alb.all_healthy(group, [target.address]), "the target healthy")
+    host, port = alb.url(80).removeprefix("http://").split(":")
+
+    def slow(user_agent: str) -> int:
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            conn.request("GET", "/slow", headers={"User-Agent": user_agent})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    assert slow("python-requests/2.32 phoenix-drill-user") == 200
+    assert "health-check Lambda request" not in scale.held_by_reason
+    assert slow("phoenix-health-check") == 200
+    # The target's 50 ms answer was served with the clock held (the hold ends just after the answer is sent).
+    wait_for(lambda: scale.held_by_reason.get("health-check Lambda request", 0.0) >= 0.05, "the hold")

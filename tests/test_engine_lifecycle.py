@@ -2,8 +2,10 @@
 drill's World (moto, the stacks, the CodeDeploy stand-in, the ALB, sample-app tasks, the Lambdas) at x300.
 
 One World for the module: v2 (a good release) is deployed and succeeds, then v3 (/health says "degraded",
-which the AfterAllowTestTraffic hook fails) is rolled back; both straight to CodeDeploy, with v1's image
-(the pipeline's path is tests/test_drill.py's). What happened is read from World.events, from
+which the AfterAllowTestTraffic hook fails) is rolled back, then v4 (/health fails: its task set never becomes
+steady) is stopped during Install; all straight to CodeDeploy, with v1's image (the pipeline's path is
+tests/test_drill.py's). Each deployment's ECS target (ListDeploymentTargets, BatchGetDeploymentTargets) shows
+the lifecycle events the engine recorded. What happened is read from World.events, from
 snapshots taken synchronously as the engine emits (World's `on_event` runs in the engine's thread), and from
 the times the task runner was asked to deregister and stop each task. Then a Lambda function's API call on the
 clock, through a CodeDeploy stand-in made slow on purpose.
@@ -13,6 +15,7 @@ Timings are on the AWS clock (TimeScale.now) and checked as lower bounds.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -21,14 +24,17 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from botocore.config import Config
 
 from local.aws.codedeploy import CodeDeployServer, CodeDeployService
-from local.aws.ecs import Task
+from local.aws.codedeploy.service import ECS_LIFECYCLE_EVENTS
+from local.aws.ecs import FARGATE_START_SECONDS, Task
 from local.aws.elbv2 import deregistration_delay_seconds, forward_weights
 from local.aws.moto_server import API_LATENCY_SECONDS, CREDENTIALS, REGION
 from local.drill.world import Event, World
 from local.timescale import TimeScale
+from scripts.stacks import LAMBDA
 
 FACTOR = 300  # x600 is too fast for the hook: "no time left to validate the replacement"
 WAIT = 90.0  # wall seconds: a generous deadline for a deployment's end (each takes a few seconds)
@@ -124,12 +130,23 @@ class Release:
 
 
 @dataclass
+class Stuck:
+    """A release whose task set never becomes steady: its ECS target during Install, and once stopped."""
+
+    deployment: str
+    during: dict[str, Any]
+    info: dict[str, Any]
+    after: dict[str, Any]
+
+
+@dataclass
 class Stage:
     world: World
     spy: Spy
     good: Release | None = None
     bad: Release | None = None
     rollback: dict[str, Any] = field(default_factory=dict)
+    stuck: Stuck | None = None
 
 
 def serving_task_ids(world: World) -> list[str]:
@@ -163,10 +180,47 @@ def release(
     return Release(deployment, info, events, original, replacement)
 
 
+def ecs_target(world: World, deployment: str) -> dict[str, Any] | None:
+    """The deployment's one ECS target as BatchGetDeploymentTargets answers it; None before it has started."""
+    client = world.codedeploy
+    try:
+        [target_id] = client.list_deployment_targets(deploymentId=deployment)["targetIds"]
+    except client.exceptions.DeploymentNotStartedException:
+        return None
+    [target] = client.batch_get_deployment_targets(deploymentId=deployment, targetIds=[target_id])[
+        "deploymentTargets"
+    ]
+    assert target["deploymentTargetType"] == "ECSTarget"
+    ecs: dict[str, Any] = target["ecsTarget"]
+    return ecs
+
+
+def stuck_release(world: World) -> Stuck:
+    """v4, whose /health fails: read its target once ECS has replaced an UNHEALTHY task of it (Install still
+    waiting for a steady task set), then StopDeployment (no rollback) and read it again."""
+    mark = len(world.events)
+    deployment = world.deploy("v4", {"FAULT_HEALTH_FAIL": "true"})
+    world.wait_for(
+        lambda: any(
+            e.kind == "ecs" and e.data.get("task_set") == deployment and "UNHEALTHY" in e.text
+            for e in list(world.events)[mark:]
+        ),
+        WAIT,
+        "a task of v4 to be UNHEALTHY",
+    )
+    during = ecs_target(world, deployment) or {}
+    world.codedeploy.stop_deployment(deploymentId=deployment, autoRollbackEnabled=False)
+    world.wait_for(lambda: bool(ended_by(world, deployment)), WAIT, "v4 to be stopped")
+    return Stuck(deployment, during, world.deployment(deployment), ecs_target(world, deployment) or {})
+
+
 @pytest.fixture(scope="module")
 def stage() -> Iterator[Stage]:
     spy = Spy()
-    with World(TimeScale(FACTOR), on_event=spy.on_event) as world:
+    # No test traffic: at x300 the hook's round budget (probe timeouts at their 0.5 s floor, twice with test
+    # traffic) leaves too little of DEPLOYMENT_TIMEOUT's 3 wall seconds; test_drill's x120 sends it.
+    no_traffic = {LAMBDA.name: {"TestTraffic": ""}}
+    with World(TimeScale(FACTOR), on_event=spy.on_event, stack_overrides=no_traffic) as world:
         spy.world = world
         spy.watch_runner(world)
         stage = Stage(world, spy)
@@ -184,6 +238,7 @@ def stage() -> Iterator[Stage]:
             world.wait_for(lambda: bool(ended_by(world, rollback_id)), WAIT, "the rollback's last event")
             stage.rollback = world.deployment(rollback_id)
         bad.replacement = spy.deregistered(bad.deployment)
+        stage.stuck = stuck_release(world)
         yield stage
     assert spy.errors == []
 
@@ -284,6 +339,112 @@ def test_a_rollback_deployment_is_in_progress_until_the_replacement_is_drained(s
         assert FACTOR * (spy.first("stop", task) - deregistered) >= TEMPLATE_DEREGISTRATION_DELAY
         assert FACTOR * (done - deregistered) >= TEMPLATE_DEREGISTRATION_DELAY
     assert world.serving_versions() == {"v2": 100}
+
+
+# ---------------------------------------------------------------------------------------------- targets
+def statuses(target: dict[str, Any]) -> list[str]:
+    return [e["status"] for e in target["lifecycleEvents"]]
+
+
+def seconds(start: Any, end: Any) -> float:
+    """AWS seconds between two of the target's times (datetimes on the stand-in's drill clock)."""
+    return FACTOR * float((end - start).total_seconds())
+
+
+def test_a_healthy_releases_target_has_every_lifecycle_event_succeeded_in_order(stage: Stage) -> None:
+    assert stage.good is not None
+    world, good = stage.world, stage.good
+    target = ecs_target(world, good.deployment)
+    assert target is not None
+    group = world.codedeploy.get_deployment_group(
+        applicationName=world.application, deploymentGroupName=world.group
+    )["deploymentGroupInfo"]
+    [service] = group["ecsServices"]
+    assert target["targetId"] == f"{service['clusterName']}:{service['serviceName']}"
+    assert target["status"] == "Succeeded"
+    events = target["lifecycleEvents"]
+    assert [e["lifecycleEventName"] for e in events] == list(ECS_LIFECYCLE_EVENTS)
+    assert statuses(target) == ["Succeeded"] * 8
+    for event in events:
+        assert event["startTime"] <= event["endTime"], event
+    for before, after in itertools.pairwise(events):
+        assert before["endTime"] <= after["startTime"], (before, after)
+    named = {e["lifecycleEventName"]: e for e in events}
+    assert named["Install"]["endTime"] <= named["AllowTestTraffic"]["startTime"]
+    # Install spans the replacement's start (Fargate's) and its wait for steady state.
+    assert seconds(named["Install"]["startTime"], named["Install"]["endTime"]) >= FARGATE_START_SECONDS
+    # AllowTraffic spans the whole shift: the canary's five minutes included.
+    assert seconds(named["AllowTraffic"]["startTime"], named["AllowTraffic"]["endTime"]) >= CANARY[2]
+    # Events whose hook the appspec does not name pass at once.
+    appspec = yaml.safe_load(world.service.get(good.deployment)["revision"]["appSpecContent"]["content"])
+    hooked = {name for entry in appspec.get("Hooks") or [] for name in entry}
+    assert "AfterAllowTestTraffic" in hooked
+    for name in {"BeforeInstall", "AfterInstall", "BeforeAllowTraffic", "AfterAllowTraffic"} - hooked:
+        assert named[name]["startTime"] == named[name]["endTime"], name
+    # The original task set deleted: the replacement alone, serving everything.
+    [task_set] = target["taskSetsInfo"]
+    assert task_set["taskSetLabel"] == "Green"
+    assert task_set["status"] == "PRIMARY"
+    assert task_set["trafficWeight"] == 100.0
+    assert task_set["desiredCount"] == task_set["runningCount"] == 2
+    assert task_set["pendingCount"] == 0
+    assert task_set["identifer"].startswith("ecs-svc/")
+    assert len(task_set["identifer"]) == len("ecs-svc/") + 19
+    names = [tg["name"] for tg in group["loadBalancerInfo"]["targetGroupPairInfoList"][0]["targetGroups"]]
+    assert task_set["targetGroup"]["name"] in names
+
+
+def test_a_failed_hook_fails_its_lifecycle_event_and_skips_the_rest(stage: Stage) -> None:
+    assert stage.good is not None
+    assert stage.bad is not None
+    world = stage.world
+    target = ecs_target(world, stage.bad.deployment)
+    assert target is not None
+    assert target["status"] == "Failed"
+    # AfterAllowTestTraffic's hook reported Failed.
+    assert statuses(target) == [*["Succeeded"] * 4, "Failed", *["Skipped"] * 3]
+    failed = target["lifecycleEvents"][4]
+    assert failed["startTime"] <= failed["endTime"]
+    # Rolled back: the replacement deleted, the original (v2's task set) serving everything again.
+    [original] = target["taskSetsInfo"]
+    assert original["taskSetLabel"] == "Blue"
+    assert original["status"] == "PRIMARY"
+    assert original["trafficWeight"] == 100.0
+    good = ecs_target(world, stage.good.deployment)
+    assert good is not None
+    assert original["identifer"] == good["taskSetsInfo"][0]["identifer"]
+    # The rollback deployment records no lifecycle event of its own (local/README.md).
+    rollback = ecs_target(world, stage.rollback["deploymentId"])
+    assert rollback is not None
+    assert rollback["status"] == "Succeeded"
+    assert statuses(rollback) == ["Pending"] * 8
+
+
+def test_a_release_that_never_becomes_healthy_stays_in_install_until_stopped(stage: Stage) -> None:
+    assert stage.stuck is not None
+    stuck = stage.stuck
+    during, after = stuck.during, stuck.after
+    assert during["status"] == "InProgress"
+    assert statuses(during) == ["Succeeded", "InProgress", *["Pending"] * 6]
+    install = during["lifecycleEvents"][1]
+    assert "startTime" in install
+    assert "endTime" not in install
+    assert all("startTime" not in e for e in during["lifecycleEvents"][2:])
+    blue, green = during["taskSetsInfo"]
+    assert (blue["taskSetLabel"], blue["status"], blue["trafficWeight"]) == ("Blue", "PRIMARY", 100.0)
+    assert (green["taskSetLabel"], green["status"], green["trafficWeight"]) == ("Green", "ACTIVE", 0.0)
+    assert green["pendingCount"] + green["runningCount"] == green["desiredCount"] == 2
+    # StopDeployment: the event in progress Failed, the ones never reached Skipped.
+    assert stuck.info["status"] == "Stopped"
+    assert stuck.info["errorInformation"]["code"] == "MANUAL_STOP"
+    assert after["status"] == "Failed"
+    assert statuses(after) == ["Succeeded", "Failed", *["Skipped"] * 6]
+    # Install lasted from before the tasks started until the stop (times compared within one answer: each is
+    # shifted by the time the clock has been held when it is served).
+    stopped = after["lifecycleEvents"][1]
+    assert seconds(stopped["startTime"], stopped["endTime"]) >= FARGATE_START_SECONDS
+    assert "rollbackDeploymentId" not in (stuck.info.get("rollbackInfo") or {})
+    assert stage.world.serving_versions() == {"v2": 100}
 
 
 # ---------------------------------------------------------------------------------------------- API latency

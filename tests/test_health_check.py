@@ -413,6 +413,50 @@ def test_hook_answers_failed_for_an_unhealthy_replacement_and_codedeploy_rolls_b
     assert rollback["creator"] == "codeDeployRollback"
 
 
+TEST_TRAFFIC = json.dumps(
+    {
+        "requests": [{"method": "GET", "path": "/", "expect": [200]}, {"path": "/version", "expect": [200]}],
+        "requests_per_round": 40,
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("replacement_faults", "status"),
+    [({"FAULT_ERROR_RATE": "0.5"}, "Failed"), ({"FAULT_ERROR_RATE": "0.2"}, "Failed"), ({}, "Succeeded")],
+    ids=["half its requests fail", "a fifth fail", "healthy"],
+)
+def test_hook_judges_the_replacements_test_traffic_against_the_same_requests_to_the_original(
+    harness: Harness,
+    sample_app: Callable[..., str],
+    replacement_faults: dict[str, str],
+    status: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """/health passes on both; only the real requests tell a replacement that fails them. The original (behind
+    the production listener) gets as many of the same requests over the same seconds: the baseline."""
+    event, deployment_id = harness.hook()
+    replacement = sample_app(**replacement_faults, FAULT_SEED="7")
+    module = harness.function(
+        harness.healthy, replacement, TEST_TRAFFIC=TEST_TRAFFIC, VALIDATION_ROUNDS="3", ALARM_THRESHOLD="2"
+    )
+    result = module.lambda_handler(event, harness.context())
+    assert result["status"] == status
+    assert harness.service.hook_status(event["LifecycleEventHookExecutionId"]) == status
+    [verdict] = [d for d in decisions(caplog) if d["decision"] == "lifecycle hook verdict"]
+    sent = [r["traffic"] for r in verdict["rounds"]]
+    assert sent
+    assert all(t["baseline"][0] == t["canary"][0] == 40 for t in sent)
+    assert sum(t["baseline"][1] for t in sent) == 0  # the original answered every request
+    if status == "Failed":
+        assert result["reason"].startswith("test traffic: canary ")
+        assert "vs baseline 0/" in result["reason"]
+        assert harness.service.get(deployment_id)["errorInformation"]["code"] == "HOOK_EXECUTION_FAILURE"
+    else:
+        assert len(sent) == 3
+        assert "test traffic: canary 0/120 failed" in result["reason"]
+
+
 def test_hook_waits_for_the_replacement_to_be_routable_then_answers_succeeded(
     harness: Harness, listener: Callable[..., str], caplog: pytest.LogCaptureFixture
 ) -> None:

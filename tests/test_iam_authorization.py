@@ -454,7 +454,8 @@ def client_services(tree: ast.AST) -> set[str]:
 
 
 def called_actions(module: str) -> dict[str, set[str]]:
-    """IAM action -> the request parameters passed by name, for every boto3 call of lambdas/<module>.py.
+    """IAM action -> the request parameters passed by name, for every boto3 call of lambdas/<module>.py and
+    of lambdas/phoenix_common.py (packaged with each function: a call there is the function's call too).
 
     A call is `<anything>.<method>(...)` whose method is an operation of a service the module has a client for
     (the receiver is not traced: a method name that two of its services share counts for both), or
@@ -462,8 +463,9 @@ def called_actions(module: str) -> dict[str, set[str]]:
     """
     tree = ast.parse((ROOT / "lambdas" / f"{module}.py").read_text())
     services = client_services(tree)
+    shared = ast.parse((ROOT / "lambdas" / "phoenix_common.py").read_text())
     found: dict[str, set[str]] = {}
-    for node in ast.walk(tree):
+    for node in itertools.chain(ast.walk(tree), ast.walk(shared)):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         method = node.func.attr

@@ -56,6 +56,7 @@ BENCH_ORDER = [
     "broken-health",
     "degraded-health",
     "bad-under-traffic",
+    "bad-under-traffic-20",
     "noisy-healthy",
     "regression-after-completion",
 ]

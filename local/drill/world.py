@@ -47,7 +47,7 @@ from local.aws.sns import SnsDelivery
 from local.background import Lifecycle, Loop
 from local.drill.repository import WorkingCopy
 from local.timescale import TimeScale
-from scripts.deploy import LAMBDAS, Names, lambda_sources, write_zip
+from scripts.deploy import LAMBDAS, Names, lambda_sources, traffic_parameter, write_zip
 from scripts.stacks import CLUSTER, LAMBDA, PIPELINE, ROOT, load_template, tags
 
 # Lambda environment values that are AWS durations: divided by the time-scale factor (whole seconds where the
@@ -57,6 +57,7 @@ SCALED_SECONDS = {
     "TARGET_READY_SECONDS": False,
     "ROLLBACK_COOLDOWN_SECONDS": True,
     "DEPLOYMENT_TIMEOUT": True,
+    "INSTALL_TIMEOUT": True,
 }
 NETWORK_SECONDS = ("PROBE_CONNECT_TIMEOUT", "PROBE_READ_TIMEOUT")
 # The ALB's idle timeout (AWS's default, 60 s: the template does not change it).
@@ -244,7 +245,14 @@ class World(Lifecycle):
         bucket = self.stacks.exports[CLUSTER.export("ArtifactBucketName")]
         code_root = Path(self._exit.enter_context(tempfile.TemporaryDirectory(prefix="phoenix-lambdas-")))
         self.code_dirs = self._package_lambdas(code_root, bucket)
-        self.stacks.create(LAMBDA, {"ArtifactBucket": bucket, **overrides.get(LAMBDA.name, {})})
+        self.stacks.create(
+            LAMBDA,
+            {
+                "ArtifactBucket": bucket,
+                "TestTraffic": traffic_parameter(),
+                **overrides.get(LAMBDA.name, {}),
+            },
+        )
         pipeline_params = {
             "GitHubRepo": GITHUB_REPO,
             "GitHubBranch": GITHUB_BRANCH,

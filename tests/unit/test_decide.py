@@ -372,6 +372,39 @@ def test_a_stop_for_the_deployment_timeout_says_so() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("installing_s", "expected"),
+    [
+        (
+            301,
+            "its replacement never became healthy: in Install for 301 s, longer than INSTALL_TIMEOUT (300 s)",
+        ),
+        (
+            299,
+            "and not in Install for INSTALL_TIMEOUT (300 s): a stale alarm",
+        ),
+        (
+            None,
+            "and not in Install for INSTALL_TIMEOUT (300 s): a stale alarm",
+        ),
+    ],
+    ids=["install overdue", "install within its timeout", "not installing"],
+)
+def test_the_timeout_alarm_stops_a_deployment_whose_replacement_stays_in_install_past_install_timeout(
+    installing_s: float | None, expected: str
+) -> None:
+    """Ten minutes old (within DEPLOYMENT_TIMEOUT), in Install for `installing_s` (None: Install over)."""
+    stuck = deployment("stuck2", 2, 10, "InProgress")
+    started = None if installing_s is None else NOW.timestamp() - installing_s
+    situation = ar.Situation(alarm(OVERDUE), CONFIG, NOW, ar.newest_first([GOOD, stuck]), started)
+    decision = ar.judge(situation)
+    assert not isinstance(decision, ar.Redeploy)
+    assert expected in (decision.why if isinstance(decision, ar.Stop) else decision.reason)
+    assert isinstance(decision, ar.Stop) == (installing_s == 301)
+    if isinstance(decision, ar.Stop):
+        assert (decision.deployment, decision.cause) == (stuck, "INSTALL_TIMEOUT")
+
+
 def test_decide_touches_no_client_and_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
     def forbidden() -> None:
         raise AssertionError("decide used I/O")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any, get_args
 
 import auto_rollback as ar
@@ -67,11 +68,40 @@ def test_the_hook_keeps_back_its_answers_worst_case_and_a_second() -> None:
             {"ENVIRONMENT": "dev", "DEPLOYMENT_TIMEOUT": "1e3"},
             "DEPLOYMENT_TIMEOUT must be a whole number of at least 1",
         ),
+        (
+            {"ENVIRONMENT": "dev", "DEPLOYMENT_TIMEOUT": "600", "INSTALL_TIMEOUT": "601"},
+            "INSTALL_TIMEOUT must be a whole number of at least 1 and at most 600, got '601'",
+        ),
     ],
 )
 def test_a_bad_setting_is_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(common.ConfigError, match=message.replace("(", r"\(")):
         common.load_service(env)
+
+
+def test_install_timeout_defaults_to_300_s_and_never_exceeds_the_deployment_timeout() -> None:
+    base = {"ENVIRONMENT": "dev", "CODEDEPLOY_APPLICATION": "a", "CODEDEPLOY_DEPLOYMENT_GROUP": "g"}
+    assert common.load_service(base).install_timeout == 300
+    assert common.load_service({**base, "DEPLOYMENT_TIMEOUT": "120"}).install_timeout == 120
+    assert common.load_service({**base, "INSTALL_TIMEOUT": "90"}).install_timeout == 90
+
+
+def test_install_started_reads_only_an_install_still_in_progress() -> None:
+    def answer(status: str, start: float | None) -> dict[str, object]:
+        event: dict[str, object] = {"lifecycleEventName": "Install", "status": status}
+        if start is not None:
+            event["startTime"] = datetime.fromtimestamp(start, UTC)
+        others = [{"lifecycleEventName": "BeforeInstall", "status": "Succeeded"}]
+        return {
+            "deploymentTargets": [
+                {"deploymentTargetType": "ECSTarget", "ecsTarget": {"lifecycleEvents": [*others, event]}}
+            ]
+        }
+
+    assert common.install_started(answer("InProgress", 1_700_000_000.0)) == 1_700_000_000.0
+    assert common.install_started(answer("Succeeded", 1_700_000_000.0)) is None
+    assert common.install_started(answer("Pending", None)) is None
+    assert common.install_started({"deploymentTargets": []}) is None
 
 
 def test_numbers_are_finite_and_bounded() -> None:

@@ -4,11 +4,14 @@ AWS, no clock."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
 import health_check as hc
 import pytest
+from canary_judge import Counts
+from phoenix_common import ConfigError
 
 pytestmark = pytest.mark.unit
 
@@ -156,3 +159,98 @@ def test_a_round_fails_above_the_error_rate_or_the_latency() -> None:
     slow = [hc.Probe(True, 1500.0, "ok")] * 5  # p95 1500 ms > MAX_LATENCY_P95_MS 1000 ms
     assert hc.summarise("test", url, slow, CONFIG).failed
     assert hc.summarise("test", url, [], CONFIG).failed  # no probe ran: nothing passed
+
+
+# --------------------------------------------------------------------------------------------- test traffic
+TRAFFIC = '{"requests": [{"method": "GET", "path": "/", "expect": [200]}], "requests_per_round": 60}'
+WITH_TRAFFIC = hc.load_config({**ENV, "TEST_TRAFFIC": TRAFFIC})
+
+
+def judged_rounds(*failures: tuple[int, int]) -> list[Any]:
+    """Passed /health rounds, each with test traffic: (the original's, the replacement's) failures of 60."""
+    url = WITH_TRAFFIC.test_url + WITH_TRAFFIC.health_path
+    passed = hc.summarise("test", url, HEALTHY, WITH_TRAFFIC)
+    return [
+        replace(passed, at=10.0 * i, baseline=Counts(60, base), canary=Counts(60, canary))
+        for i, (base, canary) in enumerate(failures)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("failures", "expected"),
+    [
+        # Half its requests fail, none of the original's: beyond doubt at the first look.
+        (((0, 30),), "Failed"),
+        # A fifth fail: 12 of 60 against 0 of 60 is beyond doubt at alpha / 3 too.
+        (((0, 12),), "Failed"),
+        # Both noisy alike: never worse beyond doubt.
+        (((2, 1), (1, 2), (1, 1)), "Succeeded"),
+        # A little worse than the original but not beyond doubt by the last round: passed on.
+        (((0, 1), (0, 2), (1, 1)), "Succeeded"),
+        # Cumulative: three rounds of 4 of 60 against none are beyond doubt only together.
+        (((0, 4), (0, 4)), "ProbeAgain"),
+        (((0, 4), (0, 4), (0, 4)), "Failed"),
+    ],
+    ids=["50 %", "20 %", "noisy both", "slightly worse", "4 of 60 twice", "4 of 60 thrice"],
+)
+def test_the_test_traffic_of_the_replacement_is_judged_against_the_originals(
+    failures: tuple[tuple[int, int], ...], expected: str
+) -> None:
+    answer = hc.verdict(judged_rounds(*failures), WITH_TRAFFIC, 60)
+    assert type(answer).__name__ == expected, answer
+    if expected == "Failed":
+        assert isinstance(answer, hc.Failed)
+        assert answer.reason.startswith("test traffic: canary ")
+        assert "worse beyond doubt" in answer.reason
+    if expected == "Succeeded":
+        assert isinstance(answer, hc.Succeeded)
+        assert "3 of 3 validation rounds passed; test traffic: canary " in answer.reason
+
+
+def test_a_failing_health_round_sends_no_test_traffic_and_fails_as_before() -> None:
+    failing = replace(hc.summarise("test", WITH_TRAFFIC.test_url, FAILING, WITH_TRAFFIC), at=10.0)
+    answer = hc.verdict([*judged_rounds((0, 0)), failing, replace(failing, at=20.0)], WITH_TRAFFIC, 60)
+    assert answer == hc.Failed("2 of 3 validation rounds failed")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("not json", "TEST_TRAFFIC is not valid"),
+        ('{"requests": [], "requests_per_round": 10}', "must list 1 to 20 requests"),
+        (
+            '{"requests": [{"path": "/"}], "requests_per_round": 0}',
+            "requests_per_round must be a whole number",
+        ),
+        (
+            '{"requests": [{"path": "/"}], "requests_per_round": 101}',
+            "requests_per_round must be a whole number",
+        ),
+        (
+            '{"requests": [{"path": "/"}], "requests_per_round": true}',
+            "requests_per_round must be a whole number",
+        ),
+        (
+            '{"requests": [{"method": "POST", "path": "/"}], "requests_per_round": 5}',
+            "is not one of GET, HEAD",
+        ),
+        ('{"requests": [{"path": "health"}], "requests_per_round": 5}', "path must start with '/'"),
+        ('{"requests": [{"path": "/", "expect": []}], "requests_per_round": 5}', "expect must list HTTP"),
+        ('{"requests": [{"path": "/", "expect": [700]}], "requests_per_round": 5}', "expect must list HTTP"),
+        ('{"requests": [{"path": "/", "body": "x"}], "requests_per_round": 5}', "a request is an object"),
+        ('{"requests": [{"path": "/"}]}', "TEST_TRAFFIC is not valid"),
+    ],
+)
+def test_a_bad_test_traffic_setting_is_named(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        hc.load_config({**ENV, "TEST_TRAFFIC": value})
+
+
+def test_test_traffic_is_optional_and_judged_once_per_validation_round() -> None:
+    assert CONFIG.test_traffic is None
+    traffic = WITH_TRAFFIC.test_traffic
+    assert traffic is not None
+    assert (traffic.per_round, traffic.policy.looks) == (60, WITH_TRAFFIC.validation_rounds)
+    assert traffic.requests == (hc.TrafficRequest("GET", "/", frozenset({200})),)
+    timeouts = CONFIG.probe_connect_timeout + CONFIG.probe_read_timeout
+    assert WITH_TRAFFIC.round_budget_s == CONFIG.round_budget_s + timeouts
