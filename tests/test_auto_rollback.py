@@ -397,7 +397,12 @@ def _overdue_event(world: World) -> Any:
     "case",
     [
         (1000, False, "stopped", "DEPLOYMENT_TIMEOUT: stopped deployment"),
-        (300, False, "none", "within DEPLOYMENT_TIMEOUT (900 s): a stale alarm"),
+        (
+            300,
+            False,
+            "none",
+            "within DEPLOYMENT_TIMEOUT (900 s), and not in Install for INSTALL_TIMEOUT (300 s)",
+        ),
         (1000, True, "none", "is in its bake: not stuck"),
     ],
     ids=["overdue", "young", "baking"],
