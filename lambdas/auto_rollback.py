@@ -68,16 +68,15 @@ from phoenix_common import (
     LambdaContext,
     Service,
     client_config,
-    deployment_targets,
     env_flag,
     env_integer,
     env_required,
     epoch,
     in_bake,
-    install_started,
     invocation,
     load_service,
     parse_time,
+    read_install_started,
     worst_case_call_seconds,
 )
 
@@ -1012,12 +1011,7 @@ def with_install(s: Situation) -> Situation:
     age = s.age(s.in_flight)
     if not (s.timeout_alarm and s.in_flight and age is not None and age >= s.config.service.install_timeout):
         return s
-    try:
-        started = install_started(deployment_targets(codedeploy(), _id(s.in_flight)))
-    except (ClientError, BotoCoreError) as exc:
-        log("install progress unknown; only DEPLOYMENT_TIMEOUT applies", logging.WARNING, error=str(exc))
-        return s
-    return replace(s, install_started=started)
+    return replace(s, install_started=read_install_started(codedeploy(), _id(s.in_flight), log))
 
 
 def configuration_failure(error: ConfigError, alarms: Sequence[Alarm]) -> dict[str, Any]:

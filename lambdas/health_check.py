@@ -72,15 +72,14 @@ from phoenix_common import (
     LambdaContext,
     Service,
     client_config,
-    deployment_targets,
     env_integer,
     env_number,
     env_url,
     epoch,
     in_bake,
-    install_started,
     invocation,
     load_service,
+    read_install_started,
     worst_case_call_seconds,
 )
 
@@ -478,11 +477,7 @@ def deployment_in_flight(config: Config) -> str | None:
 def install_seconds(deployment_id: str) -> float | None:
     """How long the deployment's Install lifecycle event (the replacement task set not yet steady) has been in
     progress; None when it is not, or when its targets cannot be read (logged: the age rule still holds)."""
-    try:
-        started = install_started(deployment_targets(codedeploy(), deployment_id))
-    except (ClientError, BotoCoreError) as exc:
-        log("install progress unknown; only DEPLOYMENT_TIMEOUT applies", logging.WARNING, error=str(exc))
-        return None
+    started = read_install_started(codedeploy(), deployment_id, log)
     return None if started is None else time.time() - started
 
 
@@ -626,13 +621,8 @@ class Tally:
         sent = [r for r in self.counted if r.baseline is not None and r.canary is not None]
         if traffic is None or not sent:
             return None
-        baseline = Counts(
-            sum(r.baseline.requests for r in sent if r.baseline),
-            sum(r.baseline.errors for r in sent if r.baseline),
-        )
-        canary = Counts(
-            sum(r.canary.requests for r in sent if r.canary), sum(r.canary.errors for r in sent if r.canary)
-        )
+        baseline = Counts(*map(sum, zip(*(r.baseline for r in sent if r.baseline), strict=True)))
+        canary = Counts(*map(sum, zip(*(r.canary for r in sent if r.canary), strict=True)))
         return canary_judge.judge(baseline, canary, traffic.policy)
 
     @property

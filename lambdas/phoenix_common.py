@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
 
 
 # --------------------------------------------------------------------------------------------- configuration
@@ -235,16 +236,19 @@ def install_started(targets: Mapping[str, Any]) -> float | None:
     return None
 
 
-def deployment_targets(codedeploy: Any, deployment_id: str) -> dict[str, Any]:
-    """The deployment's targets with their lifecycle events: ListDeploymentTargets, then
-    BatchGetDeploymentTargets (at most 25 IDs a call; an ECS deployment has one, `<cluster>:<service>`)."""
-    ids: list[str] = codedeploy.list_deployment_targets(deploymentId=deployment_id).get("targetIds") or []
-    if not ids:
-        return {"deploymentTargets": []}
-    answer: dict[str, Any] = codedeploy.batch_get_deployment_targets(
-        deploymentId=deployment_id, targetIds=ids[:25]
-    )
-    return answer
+def read_install_started(codedeploy: Any, deployment_id: str, log: DecisionLog) -> float | None:
+    """`install_started` of the deployment's targets: ListDeploymentTargets, then BatchGetDeploymentTargets
+    (at most 25 IDs a call; an ECS deployment has one, `<cluster>:<service>`). An AWS error is logged and
+    read as None: only DEPLOYMENT_TIMEOUT then applies."""
+    try:
+        ids: list[str] = codedeploy.list_deployment_targets(deploymentId=deployment_id).get("targetIds") or []
+        if not ids:
+            return None
+        targets = codedeploy.batch_get_deployment_targets(deploymentId=deployment_id, targetIds=ids[:25])
+    except (ClientError, BotoCoreError) as exc:
+        log("install progress unknown; only DEPLOYMENT_TIMEOUT applies", logging.WARNING, error=str(exc))
+        return None
+    return install_started(targets)
 
 
 def in_bake(deployment: Mapping[str, Any]) -> bool:
