@@ -110,15 +110,17 @@ deploy-artifacts: ## Write imageDetail.json, taskdef.json and appspec.yml for Co
 	IMAGE_URI=$(IMAGE_URI) APP_VERSION=$(IMAGE_TAG) $(PYTHON) pipeline-config/render.py build/deploy
 
 # ---- AWS: Lambda packages and the three stacks (README "AWS set-up"; scripts/deploy.py documents the variables)
-LAMBDA_ZIPS := build/health_check.zip build/auto_rollback.zip
+LAMBDA_ZIPS := build/health_check.zip build/auto_rollback.zip build/release_report.zip
 LAMBDA_DEPS := build/lambda-deps
 
-# Requirements are installed for the Lambda runtime (python3.12, x86_64), not for this machine; boto3 comes
-# from the runtime. The zips are reproducible: same sources, same bytes, same S3 key in `make deploy`.
-$(LAMBDA_ZIPS) &: $(wildcard lambdas/*.py) lambdas/requirements.txt scripts/deploy.py | $(VENV_STAMP)
+# Requirements are installed for the Lambda runtime (x86_64, the Python of lambda-functions.yaml's
+# LambdaRuntime mapping), not for this machine; boto3 comes from the runtime. The zips are reproducible: same
+# sources, same bytes, same S3 key in `make deploy`.
+$(LAMBDA_ZIPS) &: $(wildcard lambdas/*.py) lambdas/requirements.txt scripts/deploy.py cloudformation/lambda-functions.yaml | $(VENV_STAMP)
 	rm -rf $(LAMBDA_DEPS)
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-	  --platform manylinux2014_x86_64 --implementation cp --python-version 3.12 \
+	  --platform manylinux2014_x86_64 --implementation cp \
+	  --python-version $(shell sed -n 's/^ *Python: {Identifier: python\([0-9.]*\)}.*/\1/p' cloudformation/lambda-functions.yaml) \
 	  --target $(LAMBDA_DEPS) -r lambdas/requirements.txt
 	$(BIN)/python scripts/deploy.py package $(LAMBDA_DEPS) build
 
@@ -132,6 +134,12 @@ deploy: package ## Create or update the three stacks in the README's order (AWS_
 .PHONY: destroy
 destroy: | $(VENV_STAMP) ## Delete the three stacks in reverse order (PURGE=true: also ECR repo and artifact bucket)
 	$(BIN)/python scripts/deploy.py destroy
+
+# make invoke FN=auto_rollback EVENT=tests/events/sns-cloudwatch-alarm.json: scripts/invoke.py says where it runs
+# (the stacks in an embedded stand-in, or the AWS_ENDPOINT_URL endpoint they were deployed to).
+.PHONY: invoke
+invoke: | $(VENV_STAMP) ## Run one Lambda function (FN) on an event file (EVENT) against the stand-in: logs, outcome
+	$(BIN)/python scripts/invoke.py "$(FN)" "$(EVENT)"
 
 # The runbook in docs/operations.md ("Shipping a fix while an alarm is firing"): ship a fix while a gating alarm is in ALARM (the pipeline cannot).
 .PHONY: ship-fix

@@ -62,6 +62,7 @@ from phoenix_common import (
     FINISHED,
     IN_FLIGHT,
     MARKER,
+    MESSAGE_MAX_BYTES,
     ROLLBACK_CREATOR,
     ConfigError,
     DecisionLog,
@@ -72,11 +73,14 @@ from phoenix_common import (
     env_integer,
     env_required,
     epoch,
+    fit_utf8,
     in_bake,
     invocation,
     load_service,
     parse_time,
+    publish_text,
     read_install_started,
+    subject_line,
     worst_case_call_seconds,
 )
 
@@ -95,12 +99,7 @@ NOTIFY_CONFIG = client_config(attempts=3, connect_timeout=2, read_timeout=5)
 # How long a stop is awaited: the function's remaining time less the notification's worst case.
 STOP_WAIT_RESERVE_S = worst_case_call_seconds(NOTIFY_CONFIG) + 1.0
 BATCH_SIZE = 25
-# SNS Publish (botocore's documentation): a Subject "less than 100 characters long" with "no line breaks or
-# control characters"; a Message "at most 256 KiB in size (262,144 bytes, not 262,144 characters)".
-SUBJECT_MAX_CHARS = 99
-MESSAGE_MAX_BYTES = 262_144
 REASON_MAX_BYTES = 4_096  # of an alarm's reason in a mail (CloudWatch writes at most 1,023 characters)
-CUT = "\n[... cut to fit]\n"
 # CodeDeploy's quotas: "Maximum number of characters in a deployment description: 100" (botocore's model
 # gives no length, only DescriptionTooLongException). A record is MARKER + three hashes: 86 characters.
 DESCRIPTION_MAX_CHARS = 100
@@ -934,20 +933,6 @@ LABELS: Final[Mapping[str, str]] = {
 }
 
 
-def subject_line(text: str) -> str:
-    """An SNS Subject: printable ASCII on one line, fewer than 100 characters."""
-    line = re.sub(r"[^\x20-\x7e]", "?", text)
-    return line if len(line) <= SUBJECT_MAX_CHARS else line[: SUBJECT_MAX_CHARS - 3] + "..."
-
-
-def fit_utf8(text: str, max_bytes: int) -> str:
-    """`text` as valid UTF-8 of at most `max_bytes` bytes: lone surrogates replaced, the end cut to fit."""
-    data = text.encode("utf-8", "replace")
-    if len(data) <= max_bytes:
-        return data.decode("utf-8")
-    return data[: max_bytes - len(CUT.encode())].decode("utf-8", "ignore") + CUT
-
-
 def notification(outcome: Outcome, config: Config, when: datetime) -> tuple[str, str]:
     """(subject, body): a subject a mail client shows whole, a plain-text body with the facts; both within
     SNS's limits whatever the alarm holds."""
@@ -979,7 +964,7 @@ def notification(outcome: Outcome, config: Config, when: datetime) -> tuple[str,
 
 def notify(outcome: Outcome, config: Config) -> None:
     subject, body = notification(outcome, config, datetime.now(UTC))
-    sns().publish(TopicArn=config.notifications_topic_arn, Subject=subject, Message=body)
+    publish_text(sns(), config.notifications_topic_arn, subject, body)
 
 
 # --------------------------------------------------------------------------------------------- entry point
@@ -1031,11 +1016,7 @@ def configuration_failure(error: ConfigError, alarms: Sequence[Alarm]) -> dict[s
             "Fix the function's environment (the stack's parameters); until then nothing is rolled back.\n"
         )
         try:
-            sns().publish(
-                TopicArn=topic,
-                Subject=subject_line(f"auto-rollback: FAILED - configuration error: {error}"),
-                Message=fit_utf8(body, MESSAGE_MAX_BYTES),
-            )
+            publish_text(sns(), topic, f"auto-rollback: FAILED - configuration error: {error}", body)
         except (ClientError, BotoCoreError) as exc:
             log("notification failed", logging.ERROR, error=str(exc))
     return answer

@@ -17,12 +17,13 @@ Two triggers, one function:
   the replacement through TEST_URL in rounds until `verdict(rounds, config, remaining)` (pure: VERDICT_RULES)
   says Succeeded or Failed: Failed once ALARM_THRESHOLD rounds failed, when the last round failed, when no
   round fitted in the time, or on its own errors; otherwise Succeeded after VALIDATION_ROUNDS rounds,
-  VALIDATION_INTERVAL_SECONDS apart. It runs right after AllowTestTraffic put the replacement's target group
-  behind the test listener, whose targets are `initial` until they pass the ALB's health checks; meanwhile the
-  ALB itself answers 503 (`Server: awselb/...`). Rounds in which every probe got that 503, before any round
-  reached a target and within TARGET_READY_SECONDS of the first round, mean "not routable yet": neither failed
-  nor counted, probed again after the interval; after that window they fail. It ALWAYS answers
-  PutLifecycleEventHookExecutionStatus, and before the function's own deadline: it stops probing
+  VALIDATION_INTERVAL_SECONDS apart (one round for the auto-rollback function's redeployment of the last
+  known-good revision: `for_deployment`). It runs right after AllowTestTraffic put the replacement's target
+  group behind the test listener, whose targets are `initial` until they pass the ALB's health checks;
+  meanwhile the ALB itself answers 503 (`Server: awselb/...`). Rounds in which every probe got that 503,
+  before any round reached a target and within TARGET_READY_SECONDS of the first round, mean "not routable
+  yet": neither failed nor counted, probed again after the interval; after that window they fail. It ALWAYS
+  answers PutLifecycleEventHookExecutionStatus, and before the function's own deadline: it stops probing
   ANSWER_RESERVE_MS early, the longest the answer can take with every retry of its client
   (phoenix_common.worst_case_call_seconds), and within DEPLOYMENT_TIMEOUT.
 
@@ -66,6 +67,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from canary_judge import Counts
 from phoenix_common import (
     IN_FLIGHT,
+    MARKER,
     ConfigError,
     DecisionLog,
     HookStatus,
@@ -92,6 +94,12 @@ AWS_CONFIG = client_config(attempts=4, connect_timeout=2, read_timeout=5)
 # Time kept back from the Lambda deadline to answer CodeDeploy: one PutLifecycleEventHookExecutionStatus with
 # every retry at the client's timeouts, and a second for the log line around it.
 ANSWER_RESERVE_MS = math.ceil(1000 * worst_case_call_seconds(AWS_CONFIG)) + 1000
+# Production checks more often than EventBridge's one-minute rate: PRODUCTION_CHECKS a run,
+# PRODUCTION_CHECK_SECONDS apart (the template: 6, 3 or 2 checks 10, 20 or 30 s apart, the periods a
+# high-resolution alarm takes).
+MAX_CHECKS: Final = 6
+# Validation rounds of the auto-rollback function's redeployment of the last known-good revision.
+RESURRECTION_ROUNDS: Final = 1
 # CodeDeploy answers that retrying cannot fix: logged, not raised.
 PERMANENT_HOOK_ERRORS = frozenset(
     {
@@ -134,6 +142,8 @@ class Config:
     validation_interval_seconds: float
     target_ready_seconds: float
     test_traffic: GateTraffic | None = None
+    checks_per_run: int = 1
+    check_every_s: float = 60.0
 
     @property
     def round_budget_s(self) -> float:
@@ -232,11 +242,25 @@ def load_config(env: Mapping[str, str]) -> Config:
         ),
         target_ready_seconds=target_ready_seconds(env),
         test_traffic=load_test_traffic(env, rounds),
+        checks_per_run=(checks := env_integer(env, "PRODUCTION_CHECKS", 1, minimum=1, maximum=MAX_CHECKS)),
+        check_every_s=env_number(
+            env,
+            "PRODUCTION_CHECK_SECONDS",
+            service.health_check_interval / checks,
+            minimum=0.001,
+            maximum=3600,
+        ),
     )
     if config.probe_connect_timeout + config.probe_read_timeout >= config.service.health_check_interval:
         raise ConfigError(
             "PROBE_CONNECT_TIMEOUT + PROBE_READ_TIMEOUT must stay below HEALTH_CHECK_INTERVAL "
             f"({config.service.health_check_interval} s) so that a scheduled run ends before the next starts"
+        )
+    if config.checks_per_run * config.check_every_s > config.service.health_check_interval:
+        raise ConfigError(
+            f"PRODUCTION_CHECKS ({config.checks_per_run}) x PRODUCTION_CHECK_SECONDS "
+            f"({config.check_every_s:g}) must fit in HEALTH_CHECK_INTERVAL "
+            f"({config.service.health_check_interval} s): one run's checks end before the next run starts"
         )
     return config
 
@@ -442,6 +466,8 @@ def metric_data(rounds: Mapping[Listener, Round], config: Config) -> list[dict[s
         {"Name": "Environment", "Value": config.service.environment},
     ]
     data: list[dict[str, Any]] = []
+    # Several checks a run are stored at one-second resolution: else a 10-30 s alarm period sees one a minute.
+    resolution = 1 if config.checks_per_run > 1 else 60
     for name, result in rounds.items():
         dimension_sets = [[*base, {"Name": "Listener", "Value": name}]]
         if name == "production":
@@ -455,7 +481,7 @@ def metric_data(rounds: Mapping[Listener, Round], config: Config) -> list[dict[s
                 {"MetricName": "LatencyP95", "Dimensions": dimensions, "Value": result.latency_p95_ms,
                  "Unit": "Milliseconds"},
             ]  # fmt: skip
-    return data
+    return [{**datum, "StorageResolution": resolution} for datum in data]
 
 
 def publish(rounds: Mapping[Listener, Round], config: Config) -> None:
@@ -517,8 +543,10 @@ def overdue_datum(in_flight: str | None, config: Config) -> tuple[list[dict[str,
     return [datum], {"deployment_age_s": round(age, 1), "deployment_overdue": overdue, **fields}
 
 
-def run_scheduled() -> dict[str, Any]:
-    """Probe production (and test during a deployment), publish the metrics, report the verdict."""
+def run_scheduled(context: LambdaContext) -> dict[str, Any]:
+    """Probe production (and test during a deployment), publish the metrics, report the verdict; then the
+    run's later production checks, if PRODUCTION_CHECK_SECONDS asks for more than one."""
+    started = time.monotonic()
     try:
         settings = config()
     except ConfigError as exc:
@@ -555,7 +583,49 @@ def run_scheduled() -> dict[str, Any]:
         rounds=[r.summary() for r in rounds.values()],
         **age_fields,
     )
-    return {"trigger": "schedule", "verdict": verdict_text, "deploymentId": in_flight}
+    result: dict[str, Any] = {"trigger": "schedule", "verdict": verdict_text, "deploymentId": in_flight}
+    if settings.checks_per_run > 1:
+        later = later_checks(settings, started, context)
+        result["later"] = ["unhealthy" if r.failed else "healthy" for r in later]
+    return result
+
+
+def later_checks(settings: Config, started: float, context: LambdaContext) -> list[Round]:
+    """The run's other production checks, each PRODUCTION_CHECK_SECONDS after the end of the one before (so
+    never closer together, however long a check took) and published as it ends; none that would end after the
+    next scheduled run starts (`started` + the interval, monotonic) or past the function's deadline less the
+    time its metrics call can take. A failed publish is logged and ends the run: a retry of the whole run
+    would overlap the next one."""
+    done: list[Round] = []
+    budget = settings.probe_connect_timeout + settings.probe_read_timeout + 1.0
+    reserve = worst_case_call_seconds(AWS_CONFIG)
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000.0 - reserve
+    end = min(started + settings.service.health_check_interval, deadline)
+    for k in range(1, settings.checks_per_run):
+        due = time.monotonic() + settings.check_every_s
+        if due + budget > end:
+            break
+        time.sleep(settings.check_every_s)
+        rounds = probe_round({"production": settings.production_url}, settings)
+        try:
+            publish(rounds, settings)
+        except (ClientError, BotoCoreError) as exc:
+            log(
+                "metrics not published",
+                logging.ERROR,
+                error=str(exc),
+                rounds=[rounds["production"].summary()],
+            )
+            break
+        done.append(rounds["production"])
+        log(  # a healthy check is routine: below Lambda's default application log level
+            "production check",
+            logging.WARNING if rounds["production"].failed else logging.DEBUG,
+            verdict="unhealthy" if rounds["production"].failed else "healthy",
+            check=k + 1,
+            rounds=[rounds["production"].summary()],
+        )
+    return done
 
 
 # --------------------------------------------------------------------------------------------- hook verdict
@@ -708,6 +778,28 @@ def validate_replacement(config: Config, deadline: float) -> tuple[Answer, list[
         rounds.append(taken)
 
 
+def for_deployment(settings: Config, deployment_id: str) -> Config:
+    """The validation for this deployment. The auto-rollback function's redeployment of the last known-good
+    revision (description starting with MARKER) gets RESURRECTION_ROUNDS round(s): it passed every round when
+    it was released, and production serves the release that went bad meanwhile, so each extra round costs
+    failed user requests. It must still pass its round. Deployment unreadable: the full validation."""
+    try:
+        info = codedeploy().get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+    except (ClientError, BotoCoreError) as exc:
+        log(
+            "deployment not read; full validation",
+            logging.WARNING,
+            deploymentId=deployment_id,
+            error=str(exc),
+        )
+        return settings
+    if not str(info.get("description") or "").startswith(MARKER):
+        return settings
+    rounds = min(RESURRECTION_ROUNDS, settings.validation_rounds)
+    log("known-good revision redeployed", deploymentId=deployment_id, validation_rounds=rounds)
+    return replace(settings, validation_rounds=rounds)
+
+
 def run_hook(deployment_id: str, execution_id: str, context: LambdaContext) -> dict[str, Any]:
     """Validate the replacement and always answer CodeDeploy before the function's deadline."""
     rounds: list[Round] = []
@@ -722,7 +814,7 @@ def run_hook(deployment_id: str, execution_id: str, context: LambdaContext) -> d
         remaining_s = max(0, context.get_remaining_time_in_millis() - ANSWER_RESERVE_MS) / 1000.0
         deadline = time.monotonic() + min(remaining_s, float(settings.service.deployment_timeout))
         try:
-            answer, rounds = validate_replacement(settings, deadline)
+            answer, rounds = validate_replacement(for_deployment(settings, deployment_id), deadline)
         except Exception as exc:  # whatever went wrong, CodeDeploy must get an answer
             answer = Failed(f"health check error: {type(exc).__name__}: {exc}")
     log(
@@ -791,7 +883,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         if kind == "hook":
             return run_hook(detail, str(event["LifecycleEventHookExecutionId"]), context)
         if kind == "schedule":
-            return run_scheduled()
+            return run_scheduled(context)
         keys = sorted(str(k) for k in event)[:20] if isinstance(event, dict) else []
         log("event rejected", logging.ERROR, reason=detail, keys=keys)
         return {"trigger": "rejected", "reason": detail}

@@ -176,18 +176,35 @@ def invocation(context: LambdaContext) -> Iterator[None]:
         _REQUEST_ID.reset(token)
 
 
+# Keys a decision's field cannot take as they are: a LogRecord's own attributes (logging refuses them) and the
+# keys Lambda's JSON formatter writes or leaves out (awslambdaric lambda_runtime_log_utils.JsonFormatter).
+_TAKEN_KEYS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message", "asctime", "timestamp", "level", "logger", "requestId", "stackTrace", "errorType",
+    "errorMessage", "location", "tenantId", "aws_request_id", "tenant_id", "_frame_type",
+}  # fmt: skip
+
+
 class DecisionLog:
-    """One JSON line per decision: {"function", "decision", "request_id", ...the decision's fields}.
-    The drill in local/ reads `function`, `decision`, `action`, `status`, `reason` and `verdict` from them."""
+    """One log record per decision, written by Lambda's runtime. With the functions' LogFormat JSON, each is
+    one JSON object: the decision as `message`, Lambda's `timestamp`, `level`, `logger` (phoenix.<function>)
+    and `requestId`, then `function` and the decision's fields as top-level keys (a field named like one of
+    Lambda's keys gets a trailing "_"). The drill (local/drill) reads `function`, the decision, `action`,
+    `status`, `reason` and `verdict` from them."""
 
     def __init__(self, function: str) -> None:
         self.function = function
         self.logger = logging.getLogger(f"phoenix.{function}")
-        self.logger.setLevel(logging.INFO)
 
     def __call__(self, decision: str, level: int = logging.INFO, **fields: Any) -> None:
-        line = {"function": self.function, "decision": decision, "request_id": _REQUEST_ID.get(), **fields}
-        self.logger.log(level, json.dumps(line, default=str))
+        if self.logger.level == logging.NOTSET and not os.environ.get("AWS_LAMBDA_LOG_LEVEL"):
+            # No ApplicationLogLevel (LogFormat Text): Lambda's runtime leaves the root logger at WARNING.
+            # With one, the runtime sets the root logger to it and this logger follows.
+            self.logger.setLevel(logging.INFO)
+        extra: dict[str, Any] = {"function": self.function}
+        for key, value in fields.items():
+            # Lambda's formatter has no fallback for what JSON cannot encode (the line is lost): as text.
+            extra[f"{key}_" if key in _TAKEN_KEYS else key] = json.loads(json.dumps(value, default=str))
+        self.logger.log(level, decision, extra=extra)
 
 
 # --------------------------------------------------------------------------------------------- CodeDeploy
@@ -296,3 +313,58 @@ def worst_case_call_seconds(config: BotoConfig) -> float:
     per_attempt = float(config.connect_timeout) + float(config.read_timeout)
     backoff = sum(min(BACKOFF_BASE_S * 2.0**retry, BACKOFF_MAX_S) for retry in range(attempts - 1))
     return attempts * per_attempt + backoff
+
+
+# --------------------------------------------------------------------------------------------- notifications
+# SNS Publish (botocore's documentation): a Subject "less than 100 characters long" with "no line breaks or
+# control characters"; a Message "at most 256 KiB in size (262,144 bytes, not 262,144 characters)".
+SUBJECT_MAX_CHARS: Final = 99
+MESSAGE_MAX_BYTES: Final = 262_144
+CUT: Final = "\n[... cut to fit]\n"
+# Of a notification as a chat message: our bound (a Slack or Teams message is read, not archived).
+CHAT_MAX_BYTES: Final = 4_000
+
+
+def subject_line(text: str) -> str:
+    """An SNS Subject: printable ASCII on one line, fewer than 100 characters."""
+    line = re.sub(r"[^\x20-\x7e]", "?", text)
+    return line if len(line) <= SUBJECT_MAX_CHARS else line[: SUBJECT_MAX_CHARS - 3] + "..."
+
+
+def fit_utf8(text: str, max_bytes: int) -> str:
+    """`text` as valid UTF-8 of at most `max_bytes` bytes: lone surrogates replaced, the end cut to fit."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= max_bytes:
+        return data.decode("utf-8")
+    return data[: max(0, max_bytes - len(CUT.encode()))].decode("utf-8", "ignore") + CUT
+
+
+def notification_message(subject: str, body: str) -> str:
+    """The Message of a MessageStructure "json" Publish: the plain text for e-mail, queues and functions
+    ("default"), and for chat channels (Amazon Q Developer in chat applications subscribes over HTTPS and
+    posts only CloudWatch alarms and its "custom notification" schema: version, source "custom", content) the
+    same text as a custom notification. At most MESSAGE_MAX_BYTES whatever the body: the text is cut."""
+    custom = {
+        "version": "1.0",
+        "source": "custom",
+        "content": {"title": subject_line(subject), "description": fit_utf8(body, CHAT_MAX_BYTES)},
+    }
+    chat = json.dumps(custom, ensure_ascii=False)
+    room = MESSAGE_MAX_BYTES
+    while True:  # JSON escapes lengthen the text (a newline is two bytes): cut by the excess until it fits
+        message = json.dumps({"default": fit_utf8(body, room), "https": chat}, ensure_ascii=False)
+        excess = len(message.encode("utf-8")) - MESSAGE_MAX_BYTES
+        if excess <= 0:
+            return message
+        room = max(0, room - excess)
+
+
+def publish_text(sns: Any, topic_arn: str, subject: str, body: str) -> None:
+    """One notification on the topic, as `notification_message` shapes it (botocore SNS Publish:
+    MessageStructure "json" needs a "default" string and takes one per protocol)."""
+    sns.publish(
+        TopicArn=topic_arn,
+        Subject=subject_line(subject),
+        MessageStructure="json",
+        Message=notification_message(subject, body),
+    )

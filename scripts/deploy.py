@@ -28,8 +28,12 @@ Creating the pipeline stack needs an AVAILABLE GitHub connection (a pipeline cre
 execution at Source); `deploy` checks it with GetConnection first. An endpoint that does not implement
 CodeStar Connections (moto) answers outside the service's protocol: the check is then skipped, and says so.
 
-A failed stack operation ends the command with one line: the stack, its status and the first failed resource's
-reason (from its events); an unreachable endpoint or missing credentials too - never a stack trace.
+Each stack operation is followed as it happens: every new event of that operation (time, resource, type,
+status, reason) is printed once, in order, every `Polling.interval` seconds, until botocore's waiter for the
+operation says it is done or failed; then the stack's time. A failed stack operation ends the command with one
+line: the stack, its status and the first failed resource's reason (from its events); an unreachable endpoint
+or missing credentials too - never a stack trace. At the end `deploy` prints the application's URL and the
+Lambda stack's DashboardUrl output when it has one.
 
 boto3 honours AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_<SERVICE>), so the same commands run against the local
 stand-in. The stack names, their order and their tags come from scripts/stacks.py (the README's).
@@ -42,9 +46,11 @@ import json
 import os
 import re
 import sys
+import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +61,6 @@ from botocore.exceptions import (
     ClientError,
     NoCredentialsError,
     NoRegionError,
-    WaiterError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
@@ -73,7 +78,7 @@ from scripts.stacks import (  # noqa: E402 - needs the path above
     tags,
 )
 
-LAMBDAS = ("health_check", "auto_rollback")
+LAMBDAS = ("health_check", "auto_rollback", "release_report")
 # Parameters this script sets itself (stack wiring, code keys): not read from the environment.
 WIRED = frozenset(
     {
@@ -81,6 +86,7 @@ WIRED = frozenset(
         "LambdaStackName",
         "HealthCheckCodeKey",
         "AutoRollbackCodeKey",
+        "ReleaseReportCodeKey",
         "HealthCheckInVpc",
         "ArtifactBucket",
         "TestTraffic",
@@ -102,7 +108,21 @@ def traffic_parameter(path: Path = TRAFFIC_FILE) -> str:
 
 BUCKET_PLACEHOLDER = "cluster-stack-artifact-bucket"  # validated form; the real name is read after step 1
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed timestamps: the same sources give the same zip and the same S3 key
-WAIT = {"Delay": 5, "MaxAttempts": 360}  # 30 minutes per stack
+
+
+@dataclass(frozen=True)
+class Polling:
+    """How a stack operation is followed: DescribeStacks and DescribeStackEvents every `interval` seconds,
+    for at most `timeout` seconds. `aws cloudformation wait` polls every 30 s (botocore's waiter model,
+    Delay 30); 5 s shows each event within seconds of CloudFormation writing it, at two calls per poll."""
+
+    interval: float = 5.0
+    timeout: float = 30 * 60.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+
+POLLING = Polling()
 
 
 class DeployError(Exception):
@@ -166,6 +186,7 @@ def build_plan(env: Mapping[str, str], build_dir: Path) -> Plan:
         "LambdaStackName": LAMBDA.name,
         "HealthCheckCodeKey": code_keys.get("health_check", "missing.zip"),
         "AutoRollbackCodeKey": code_keys.get("auto_rollback", "missing.zip"),
+        "ReleaseReportCodeKey": code_keys.get("release_report", "missing.zip"),
         "HealthCheckInVpc": nat,  # always equal to the cluster's EnableNatGateway (see the README)
         "ArtifactBucket": BUCKET_PLACEHOLDER,
         "TestTraffic": traffic_parameter(),
@@ -306,76 +327,133 @@ def stack_status(cfn: Any, stack: str) -> str | None:
     return None if status == "DELETE_COMPLETE" else status
 
 
-# A stack-level event with one of these statuses starts an operation (rollbacks are part of it).
-OPERATION_START = frozenset(
-    {"CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS", "IMPORT_IN_PROGRESS"}
-)
+# ---------------------------------------------------------------- following a stack operation
+def operation_start(cfn: Any, stack: str) -> tuple[str, str | None]:
+    """(stack id, newest event id) of an existing stack, read before an update or a delete: the events of
+    the operation are the ones after that event. The id, not the name, reads a deleted stack's events
+    ("Deleted stacks: You must specify the unique stack ID", botocore's DescribeStackEvents StackName)."""
+    events = cfn.describe_stack_events(StackName=stack)["StackEvents"]  # newest first
+    if not events:
+        return stack, None
+    return str(events[0]["StackId"]), str(events[0]["EventId"])
 
 
-def latest_operation_events(cfn: Any, stack: str) -> Iterator[dict[str, Any]]:
-    """The stack's events, newest first, back to the stack-level event that started its latest operation."""
-    pages = cfn.get_paginator("describe_stack_events").paginate(
-        StackName=stack, PaginationConfig={"MaxItems": 2000}
-    )
-    for page in pages:
-        for event in page["StackEvents"]:
-            yield event
-            if (
-                event.get("ResourceType") == "AWS::CloudFormation::Stack"
-                and event.get("LogicalResourceId") == event.get("StackName")
-                and event.get("ResourceStatus") in OPERATION_START
-            ):
-                return
+class OperationEvents:
+    """The events of one stack operation, each read once, oldest first (`events` keeps them all)."""
 
+    def __init__(self, cfn: Any, stack_id: str, after: str | None = None) -> None:
+        self._cfn = cfn
+        self._stack_id = stack_id
+        self._after = after  # the newest event before the operation; None for a new stack
+        self._seen: set[str] = set()
+        self.events: list[dict[str, Any]] = []
 
-def first_failure(cfn: Any, stack: str) -> str | None:
-    """The oldest event of the stack's latest operation whose status ends in _FAILED and that has a reason."""
-    failed = [
-        event
-        for event in latest_operation_events(cfn, stack)
-        if str(event.get("ResourceStatus", "")).endswith("_FAILED") and event.get("ResourceStatusReason")
-    ]
-    if not failed:
-        return None
-    oldest = failed[-1]
-    return (
-        f"{oldest['LogicalResourceId']} ({oldest.get('ResourceType', '?')}) {oldest['ResourceStatus']}: "
-        f"{one_line(oldest['ResourceStatusReason'])}"
-    )
+    def _newest_first(self) -> Iterator[dict[str, Any]]:
+        """DescribeStackEvents answers newest first ("in reverse chronological order"): the new events are
+        the ones before the first already seen (pages are fetched only as far as that)."""
+        pages = self._cfn.get_paginator("describe_stack_events").paginate(StackName=self._stack_id)
+        for page in pages:
+            for event in page["StackEvents"]:
+                event_id = str(event["EventId"])
+                if event_id == self._after or event_id in self._seen:
+                    return
+                yield event
 
+    def read(self) -> list[dict[str, Any]]:
+        fresh = list(self._newest_first())[::-1]
+        self._seen.update(str(event["EventId"]) for event in fresh)
+        self.events += fresh
+        return fresh
 
-def stack_failure(cfn: Any, stack: str, waited: WaiterError) -> str:
-    """`<stack> is <status>; first failure: <resource> <status>: <reason>` - one line."""
-    try:
-        status = str(cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"])
-    except (ClientError, BotoCoreError):
-        status = "in an unknown state"
-    try:
-        failure = first_failure(cfn, stack)
-    except (ClientError, BotoCoreError) as err:
-        failure = None
-        status += f" (its events could not be read: {aws_error_line(err)})"
-    if "Max attempts exceeded" in str(waited):
-        return f"{stack} is still {status} after {WAIT['Delay'] * WAIT['MaxAttempts'] // 60} minutes" + (
-            f"; first failure: {failure}" if failure else ""
+    def first_failure(self) -> str | None:
+        """The oldest event of the operation whose status ends in _FAILED and that has a reason."""
+        failed = [
+            event
+            for event in self.events
+            if str(event.get("ResourceStatus", "")).endswith("_FAILED") and event.get("ResourceStatusReason")
+        ]
+        if not failed:
+            return None
+        first = failed[0]
+        return (
+            f"{first['LogicalResourceId']} ({first.get('ResourceType', '?')}) {first['ResourceStatus']}: "
+            f"{one_line(first['ResourceStatusReason'])}"
         )
-    return f"{stack} is {status}; " + (
-        f"first failure: {failure}" if failure else "no failed resource in its events"
+
+
+def event_line(event: Mapping[str, Any]) -> str:
+    """`  10:01:05  Vpc (AWS::EC2::VPC) CREATE_FAILED: <reason>` (UTC, as the console lists events)."""
+    at = event.get("Timestamp")
+    clock = at.strftime("%H:%M:%S") if isinstance(at, datetime) else "--:--:--"
+    reason = event.get("ResourceStatusReason")
+    return (
+        f"  {clock}  {event.get('LogicalResourceId', '?')} ({event.get('ResourceType', '?')}) "
+        f"{event.get('ResourceStatus', '?')}" + (f": {one_line(reason)}" if reason else "")
     )
 
 
-def wait(cfn: Any, stack: str, waiter: str) -> None:
-    try:
-        cfn.get_waiter(waiter).wait(StackName=stack, WaiterConfig=WAIT)
-    except WaiterError as err:
-        raise DeployError(stack_failure(cfn, stack, err)) from None
+def duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
+
+
+def wait(cfn: Any, stack: str, waiter: str, events: OperationEvents, polling: Polling | None = None) -> None:
+    """Print each new event of the operation until the stack reaches a terminal status, then its time.
+
+    Terminal, and whether it failed, is botocore's waiter for the operation (`waiter`: stack_create_complete,
+    stack_update_complete or stack_delete_complete), whose acceptors are evaluated on each DescribeStacks
+    answer exactly as `aws cloudformation wait` evaluates them; an error no acceptor expects ends the wait,
+    as it ends botocore's. A failure raises DeployError with one line: the stack, its status and the first
+    failed resource's reason."""
+    polling = polling or POLLING
+    acceptors = cfn.get_waiter(waiter).config.acceptors
+    started = polling.clock()
+    while True:
+        try:
+            response: dict[str, Any] = cfn.describe_stacks(StackName=stack)
+        except ClientError as err:
+            response = dict(err.response)
+        state = next((a.state for a in acceptors if a.matcher_func(response)), None)
+        for event in events.read():
+            say(event_line(event))
+        if "Error" in response:  # a deleted stack's name is unknown to DescribeStacks (ValidationError)
+            error = response["Error"]
+            status = (
+                "DELETE_COMPLETE" if state == "success" else f"unreadable ({one_line(error.get('Message'))})"
+            )
+        else:
+            status = str((response.get("Stacks") or [{}])[0].get("StackStatus", "?"))
+        elapsed = polling.clock() - started
+        failure = events.first_failure()
+        if state == "success":
+            say(f"{stack} {status} in {duration(elapsed)}")
+            return
+        # botocore's waiter also stops on an error none of its acceptors expects.
+        if state == "failure" or "Error" in response:
+            say(f"{stack} {status} after {duration(elapsed)}")
+            raise DeployError(
+                f"{stack} is {status}; "
+                + (f"first failure: {failure}" if failure else "no failed resource in its events")
+            )
+        if elapsed >= polling.timeout:
+            raise DeployError(
+                f"{stack} is still {status} after {duration(elapsed)}"
+                + (f"; first failure: {failure}" if failure else "")
+            )
+        polling.sleep(polling.interval)
 
 
 def apply_stack(
-    cfn: Any, stack: str, template: str, parameters: Mapping[str, str], names: Names | None = None
+    cfn: Any,
+    stack: str,
+    template: str,
+    parameters: Mapping[str, str],
+    names: Names | None = None,
+    *,
+    polling: Polling | None = None,
 ) -> None:
-    """Create the stack, or update it when it exists; wait until it is complete. Both carry the stack-level
-    tags of `names` (CloudFormation propagates them to the stack's resources)."""
+    """Create the stack, or update it when it exists; follow it until it is complete. Both carry the
+    stack-level tags of `names` (CloudFormation propagates them to the stack's resources)."""
     names = names or Names()
     arguments = {
         "StackName": stack,
@@ -387,25 +465,33 @@ def apply_stack(
     status = stack_status(cfn, stack)
     if status == "ROLLBACK_COMPLETE":  # a failed first create cannot be updated, only replaced
         say(f"{stack} is ROLLBACK_COMPLETE from an earlier failed create: deleting it first")
-        cfn.delete_stack(StackName=stack)
-        wait(cfn, stack, "stack_delete_complete")
+        delete_stack(cfn, stack, polling)
         status = None
     try:
         if status is None:
             say(f"creating {stack} from cloudformation/{template}")
-            cfn.create_stack(**arguments)
+            stack_id = str(cfn.create_stack(**arguments)["StackId"])
+            events = OperationEvents(cfn, stack_id)
             waiter = "stack_create_complete"
         else:
+            stack_id, after = operation_start(cfn, stack)
             say(f"updating {stack} ({status})")
             cfn.update_stack(**arguments)
+            events = OperationEvents(cfn, stack_id, after)
             waiter = "stack_update_complete"
     except ClientError as err:
         if "No updates are to be performed" in str(err):
             say(f"{stack} is up to date")
             return
         raise DeployError(f"{stack}: {one_line(err)}") from None
-    wait(cfn, stack, waiter)
-    say(f"{stack} complete")
+    wait(cfn, stack, waiter, events, polling)
+
+
+def delete_stack(cfn: Any, stack: str, polling: Polling | None = None) -> None:
+    """DeleteStack, followed as `apply_stack` follows a create."""
+    stack_id, after = operation_start(cfn, stack)
+    cfn.delete_stack(StackName=stack)
+    wait(cfn, stack, "stack_delete_complete", OperationEvents(cfn, stack_id, after), polling)
 
 
 # ---------------------------------------------------------------- updates of the CODE_DEPLOY service
@@ -693,8 +779,17 @@ def deploy(env: Mapping[str, str]) -> None:
         {**plan.parameters[PIPELINE.name], "ArtifactBucket": bucket},
         names,
     )
+    say_done(cfn, names)
+
+
+def say_done(cfn: Any, names: Names) -> None:
+    """Where to look now: the application, the dashboard (when the Lambda stack has one) and the push."""
     url = stack_output(cfn, CLUSTER.name, "ProductionUrl")
-    say(f"done: the application answers on {url}; push to the GitHub branch to run the pipeline")
+    say(f"done: the application answers on {url}")
+    dashboard = stack_output(cfn, LAMBDA.name, "DashboardUrl")
+    if dashboard:
+        say(f"dashboard: {dashboard}")
+    say(f"push to the GitHub branch to run the pipeline {names.pipeline}")
 
 
 def destroy(env: Mapping[str, str]) -> None:
@@ -710,8 +805,7 @@ def destroy(env: Mapping[str, str]) -> None:
             say(f"{stack} does not exist")
             continue
         say(f"deleting {stack}")
-        cfn.delete_stack(StackName=stack)
-        wait(cfn, stack, "stack_delete_complete")
+        delete_stack(cfn, stack)
     if env.get("PURGE", "").lower() not in ("1", "true", "yes"):
         say("stacks deleted; the ECR repository and the artifact bucket are kept (PURGE=true removes them)")
         return

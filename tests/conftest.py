@@ -45,7 +45,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from local.aws.codedeploy import CodeDeployServer, CodeDeployService  # noqa: E402 - needs the path above
-from tests.rollback_world import CODEDEPLOY_ALARM, World  # noqa: E402 - needs the path above
+from tests.rollback_world import CODEDEPLOY_ALARM, World, topic_with_queue  # noqa: E402 - needs the path above
 
 EVENTS_DIR = Path(__file__).resolve().parent / "events"
 REGION = "us-east-1"
@@ -203,13 +203,7 @@ def world(
     load_event: Callable[[str], Any],
 ) -> World:
     create_deployment_group(["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"])
-    topic = boto3.client("sns").create_topic(Name="phoenix-dev-notifications")["TopicArn"]
-    sqs = boto3.client("sqs")
-    queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    boto3.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    topic, queue_url = topic_with_queue()
     env = {
         "ENVIRONMENT": "dev",
         "SERVICE_NAME": "sample-app",

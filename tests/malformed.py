@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
+from local.aws.lambda_bootstrap import JsonFormatter
+
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
@@ -47,7 +49,8 @@ class Lines(logging.Handler):
         self.decisions: list[dict[str, Any]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.decisions.append(json.loads(record.getMessage()))
+        # as Lambda's runtime writes it (LogFormat JSON): the decision is `message`
+        self.decisions.append(json.loads(JsonFormatter().format(record)))
 
 
 def function_with_env(

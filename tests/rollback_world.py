@@ -23,6 +23,30 @@ REGION = "us-east-1"
 CODEDEPLOY_ALARM = "phoenix-dev-health-check-failed"
 
 
+def topic_with_queue() -> tuple[str, str]:
+    """moto's phoenix-dev-notifications topic with an SQS queue subscribed: (topic ARN, queue URL)."""
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic = sns.create_topic(Name="phoenix-dev-notifications")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=attributes["QueueArn"])
+    return topic, queue_url
+
+
+def read_notifications(queue_url: str) -> list[dict[str, str]]:
+    """Every mail the topic delivered to the queue since the last read (its subject and text), consumed."""
+    sqs = boto3.client("sqs")
+    found: list[dict[str, str]] = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return found
+        for message in messages:
+            envelope = json.loads(message["Body"])
+            found.append({"subject": envelope.get("Subject", ""), "body": envelope["Message"]})
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
 def appspec(version: int) -> str:
     """The AppSpec of revision `version`: task definition phoenix-dev-sample-app:<version>."""
     task = f"arn:aws:ecs:{REGION}:123456789012:task-definition/phoenix-dev-sample-app:{version}"
@@ -87,18 +111,7 @@ class World:
         )
 
     def notifications(self) -> list[dict[str, str]]:
-        sqs = boto3.client("sqs")
-        found: list[dict[str, str]] = []
-        while True:
-            messages = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
-                "Messages", []
-            )
-            if not messages:
-                return found
-            for message in messages:
-                envelope = json.loads(message["Body"])
-                found.append({"subject": envelope.get("Subject", ""), "body": envelope["Message"]})
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return read_notifications(self.queue_url)
 
     def rollback_of(self, deployment_id: str) -> str:
         """The id of CodeDeploy's rollback deployment of `deployment_id`."""

@@ -5,6 +5,7 @@ retried, SNS's limits, and no input that makes the handler raise."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -222,6 +223,13 @@ def test_every_notification_fits_snss_limits_whatever_the_alarm_holds(
     assert all(" " <= c <= "~" for c in subject), subject
     assert len(subject) <= SUBJECT_MAX_CHARS
     assert len(message.encode("utf-8")) <= MESSAGE_MAX_BYTES
+    # MessageStructure "json": the text for e-mail and queues, a custom notification for chat channels.
+    assert publish["MessageStructure"] == "json"
+    parts = json.loads(message)
+    assert parts["default"].startswith("Phoenix auto-rollback: ")
+    assert "Alarm reason:" in parts["default"]
+    chat = json.loads(parts["https"])
+    assert (chat["version"], chat["source"], chat["content"]["title"]) == ("1.0", "custom", subject)
 
 
 # ---------------------------------------------------------------------------- g. never raises on input

@@ -30,6 +30,7 @@ import pytest
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.route_tables import RouteTable
 
+from scripts.deploy import LAMBDAS
 from scripts.stacks import CLUSTER, LAMBDA, PIPELINE, STACKS
 from tests.commands import clean_env, make, moto_endpoint
 
@@ -131,6 +132,12 @@ def _stack_outputs(endpoint: str, region: str, stack: str) -> dict[str, str]:
     return {
         o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]
     }
+
+
+def _streamed(stdout: str, stack: str) -> list[str]:
+    """The statuses (and reasons) of the stack-level event lines `make deploy` printed for `stack`."""
+    pattern = rf"^deploy:   \d\d:\d\d:\d\d  {stack} \(AWS::CloudFormation::Stack\) (.*)$"
+    return re.findall(pattern, stdout, flags=re.M)
 
 
 def _function_env(endpoint: str, region: str, name: str) -> dict[str, str]:
@@ -335,7 +342,7 @@ def test_the_lambda_code_is_in_the_cluster_stacks_artifact_bucket(
     outputs = _stack_outputs(endpoint, "us-east-1", CLUSTER.name)
     s3 = _client(endpoint, "s3", "us-east-1")
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=outputs["ArtifactBucketName"])["Contents"]}
-    assert keys == {"health_check.zip", "auto_rollback.zip"}
+    assert keys == {f"{name}.zip" for name in LAMBDAS}  # every function's code, as the README uploads it
     pipeline = _stack_outputs(endpoint, "us-east-1", PIPELINE.name)
     assert pipeline["ArtifactBucketName"] == outputs["ArtifactBucketName"]
     assert pipeline["DeploymentGroupName"] == "phoenix-dev-sample-app"
@@ -383,9 +390,24 @@ def test_make_deploy_then_make_destroy_against_the_endpoint(endpoint: str) -> No
     }
     rule = _client(endpoint, "events", region).describe_rule(Name="phoenix-staging-health-check")
     assert rule["ScheduleExpression"] == "rate(2 minutes)"
+    # Each stack's events streamed once, in order (moto records the stack-level ones), then its time.
+    for stack in STACK_NAMES:
+        assert _streamed(deployed.stdout, stack) == [
+            "CREATE_IN_PROGRESS: User Initiated",
+            "CREATE_COMPLETE",
+        ]
+        assert re.search(rf"^deploy: {stack} CREATE_COMPLETE in \d+s$", deployed.stdout, flags=re.M)
+    dashboard = _stack_outputs(endpoint, region, LAMBDA.name).get("DashboardUrl")
+    if dashboard:  # the lambda stack's output, printed at the end when the template has it
+        assert f"deploy: dashboard: {dashboard}" in deployed.stdout
+    else:
+        assert "dashboard" not in deployed.stdout
 
     destroyed = _make("destroy", endpoint, region, ENVIRONMENT="staging", PURGE="true")
     assert destroyed.returncode == 0, destroyed.stdout[-2000:] + destroyed.stderr[-3000:]
+    for stack in STACK_NAMES:  # a deleted stack's events are read by its id: the last one is shown too
+        assert _streamed(destroyed.stdout, stack) == ["DELETE_IN_PROGRESS: User Initiated", "DELETE_COMPLETE"]
+        assert re.search(rf"^deploy: {stack} DELETE_COMPLETE in \d+s$", destroyed.stdout, flags=re.M)
     assert _stacks(endpoint, region) == {}
     ecr = _client(endpoint, "ecr", region)
     assert ecr.describe_repositories()["repositories"] == []

@@ -3,9 +3,11 @@
 - Updates of ecs-cluster-stack (moto server, `make deploy` run twice): a change CloudFormation cannot make to
   the CODE_DEPLOY service (a create-time parameter, or the template's Service / TaskDefinition definition) is
   refused before anything is touched, naming each parameter and what to do instead; other changes update.
-- Failures (botocore's Stubber: moto never fails a stack): a stack that fails to create or delete ends the
-  command with one line - stack, status, the first failed resource's reason - and exit code 1; an unreachable
-  endpoint and missing credentials are one line too; never a traceback.
+- Progress and failures (botocore's Stubber: moto records only stack-level events and never fails a stack):
+  each new event of the operation is printed once, in order, poll after poll, until botocore's waiter says the
+  stack is done, then its time; a stack that fails to create or delete ends the command with one line - stack,
+  status, the first failed resource's reason of that operation - and exit code 1; an unreachable endpoint and
+  missing credentials are one line too; never a traceback.
 - The GitHub connection check before the pipeline stack is created (Stubber; moto lacks the service).
 """
 
@@ -203,18 +205,24 @@ def _stack(status: str, outputs: list[dict[str, str]] | None = None) -> dict[str
     }
 
 
-def _events(*events: tuple[str, str, str, str]) -> dict[str, Any]:
-    """(logical id, type, status, reason), newest first, as DescribeStackEvents answers."""
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+STACK_ID = "arn:aws:cloudformation:eu-central-1:123456789012:stack/ecs-cluster-stack/1"
+
+
+def _events(*events: tuple[str, str, str, str], older: int = 0) -> dict[str, Any]:
+    """(logical id, type, status, reason), newest first, as DescribeStackEvents answers; `older` events
+    exist before these. An event's id and time follow its place counted from the oldest, so one event is
+    the same in every answer that holds it."""
+    start = datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)
+    count = len(events) + older
     return {
         "StackEvents": [
             {
-                "StackId": "arn:aws:cloudformation:eu-central-1:123456789012:stack/ecs-cluster-stack/1",
-                "EventId": f"e{index}",
+                "StackId": STACK_ID,
+                "EventId": f"e{count - index}",
                 "StackName": "ecs-cluster-stack",
                 "LogicalResourceId": logical,
                 "ResourceType": kind,
-                "Timestamp": start - timedelta(seconds=index),
+                "Timestamp": start + timedelta(seconds=count - index),
                 "ResourceStatus": status,
                 **({"ResourceStatusReason": reason} if reason else {}),
             }
@@ -255,9 +263,14 @@ def test_a_stack_that_fails_to_delete_ends_make_destroy_with_one_line(
         for stack in ("cicd-pipeline-stack", "lambda-functions-stack"):
             stub.add_client_error("describe_stacks", MISSING[0], MISSING[1].format(stack))
         stub.add_response("describe_stacks", _stack("CREATE_COMPLETE"))
+        earlier = (
+            ("ecs-cluster-stack", STACK, "UPDATE_COMPLETE", ""),
+            ("Service", "AWS::ECS::Service", "UPDATE_FAILED", "an earlier operation's failure"),
+            ("ecs-cluster-stack", STACK, "UPDATE_IN_PROGRESS", "User Initiated"),
+        )
+        stub.add_response("describe_stack_events", _events(*earlier), {"StackName": "ecs-cluster-stack"})
         stub.add_response("delete_stack", {})
-        stub.add_response("describe_stacks", _stack("DELETE_FAILED"))  # the waiter
-        stub.add_response("describe_stacks", _stack("DELETE_FAILED"))
+        stub.add_response("describe_stacks", _stack("DELETE_FAILED"))  # the first poll: terminal
         stub.add_response(
             "describe_stack_events",
             _events(
@@ -276,10 +289,9 @@ def test_a_stack_that_fails_to_delete_ends_make_destroy_with_one_line(
                 ),
                 ("Service", "AWS::ECS::Service", "DELETE_COMPLETE", ""),
                 ("ecs-cluster-stack", STACK, "DELETE_IN_PROGRESS", "User Initiated"),
-                ("ecs-cluster-stack", STACK, "UPDATE_COMPLETE", ""),
-                ("Service", "AWS::ECS::Service", "UPDATE_FAILED", "an earlier operation's failure"),
-                ("ecs-cluster-stack", STACK, "UPDATE_IN_PROGRESS", "User Initiated"),
+                *earlier,
             ),
+            {"StackName": STACK_ID},  # the id: a deleted stack's events are read by its id
         )
         monkeypatch.setattr(boto3.session, "Session", lambda **kw: _Session({"cloudformation": cfn}, **kw))
         assert deploy.main(["deploy.py", "destroy"]) == 1
@@ -289,15 +301,25 @@ def test_a_stack_that_fails_to_delete_ends_make_destroy_with_one_line(
         "destroy: ecs-cluster-stack is DELETE_FAILED; first failure: ArtifactBucket (AWS::S3::Bucket) "
         "DELETE_FAILED: The bucket you tried to delete is not empty\n"
     )
+    # The operation's events were streamed, oldest first; the earlier update's were not.
+    streamed = [line for line in captured.out.splitlines() if line.startswith("deploy:   ")]
+    assert [line.split("  ", 3)[-1] for line in streamed] == [
+        "ecs-cluster-stack (AWS::CloudFormation::Stack) DELETE_IN_PROGRESS: User Initiated",
+        "Service (AWS::ECS::Service) DELETE_COMPLETE",
+        "ArtifactBucket (AWS::S3::Bucket) DELETE_FAILED: The bucket you tried to delete is not empty",
+        "Vpc (AWS::EC2::VPC) DELETE_FAILED: Resource deletion cancelled",
+        "ecs-cluster-stack (AWS::CloudFormation::Stack) DELETE_FAILED: The following resource(s) failed to "
+        "delete: [A]",
+    ]
+    assert "deploy: ecs-cluster-stack DELETE_FAILED after 0s" in captured.out
 
 
 def test_a_stack_that_fails_to_create_is_one_line_with_the_first_failed_resource() -> None:
     cfn = _cfn()
     with Stubber(cfn) as stub:
         stub.add_client_error("describe_stacks", MISSING[0], MISSING[1].format("ecs-cluster-stack"))
-        stub.add_response("create_stack", {"StackId": "arn:aws:cloudformation:::stack/ecs-cluster-stack/1"})
-        stub.add_response("describe_stacks", _stack("ROLLBACK_COMPLETE"))  # the waiter
-        stub.add_response("describe_stacks", _stack("ROLLBACK_COMPLETE"))
+        stub.add_response("create_stack", {"StackId": STACK_ID})
+        stub.add_response("describe_stacks", _stack("ROLLBACK_COMPLETE"))  # the first poll: terminal
         stub.add_response(
             "describe_stack_events",
             _events(
@@ -322,6 +344,161 @@ def test_a_stack_that_fails_to_create_is_one_line_with_the_first_failed_resource
         "ecs-cluster-stack is ROLLBACK_COMPLETE; first failure: Repository (AWS::ECR::Repository) "
         "CREATE_FAILED: phoenix-dev-sample-app already exists"
     )
+
+
+class _Clock:
+    """Polling's clock and sleep: no test waits; each sleep moves the clock on and is recorded."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def polling(self, timeout: float = 30 * 60.0) -> deploy.Polling:
+        return deploy.Polling(interval=5.0, timeout=timeout, sleep=self.sleep, clock=lambda: self.now)
+
+
+UPDATE_EARLIER = (
+    ("ecs-cluster-stack", STACK, "CREATE_COMPLETE", ""),
+    ("Vpc", "AWS::EC2::VPC", "CREATE_COMPLETE", ""),
+    ("ecs-cluster-stack", STACK, "CREATE_IN_PROGRESS", "User Initiated"),
+)
+
+
+def test_an_update_streams_each_new_event_once_in_order_until_the_waiter_says_complete(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cfn, clock = _cfn(), _Clock()
+    first = (
+        ("AlbSecurityGroup", "AWS::EC2::SecurityGroup", "UPDATE_IN_PROGRESS", ""),
+        ("ecs-cluster-stack", STACK, "UPDATE_IN_PROGRESS", "User Initiated"),
+    )
+    second = (
+        ("ecs-cluster-stack", STACK, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", ""),
+        ("AlbSecurityGroup", "AWS::EC2::SecurityGroup", "UPDATE_COMPLETE", ""),
+    )
+    last = (("ecs-cluster-stack", STACK, "UPDATE_COMPLETE", ""),)
+    with Stubber(cfn) as stub:
+        stub.add_response("describe_stacks", _stack("CREATE_COMPLETE"))
+        stub.add_response("describe_stack_events", _events(*UPDATE_EARLIER))
+        stub.add_response("update_stack", {"StackId": STACK_ID})
+        # Poll 1: in progress, two new events; poll 2: two more (the page still holds the earlier ones);
+        # poll 3: nothing new, still in progress; poll 4: complete, with its event.
+        stub.add_response("describe_stacks", _stack("UPDATE_IN_PROGRESS"))
+        stub.add_response("describe_stack_events", _events(*first, *UPDATE_EARLIER))
+        stub.add_response("describe_stacks", _stack("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"))
+        stub.add_response("describe_stack_events", _events(*second, *first, *UPDATE_EARLIER))
+        stub.add_response("describe_stacks", _stack("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"))
+        stub.add_response("describe_stack_events", _events(*second, *first, *UPDATE_EARLIER))
+        stub.add_response("describe_stacks", _stack("UPDATE_COMPLETE"))
+        stub.add_response("describe_stack_events", _events(*last, *second, *first, *UPDATE_EARLIER))
+        deploy.apply_stack(cfn, "ecs-cluster-stack", "ecs-cluster.yaml", {}, polling=clock.polling())
+        stub.assert_no_pending_responses()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "deploy: updating ecs-cluster-stack (CREATE_COMPLETE)"
+    stack, group = (
+        "ecs-cluster-stack (AWS::CloudFormation::Stack)",
+        "AlbSecurityGroup (AWS::EC2::SecurityGroup)",
+    )
+    assert out[1:] == [
+        f"deploy:   10:00:04  {stack} UPDATE_IN_PROGRESS: User Initiated",
+        f"deploy:   10:00:05  {group} UPDATE_IN_PROGRESS",
+        f"deploy:   10:00:06  {group} UPDATE_COMPLETE",
+        f"deploy:   10:00:07  {stack} UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+        f"deploy:   10:00:08  {stack} UPDATE_COMPLETE",
+        "deploy: ecs-cluster-stack UPDATE_COMPLETE in 15s",
+    ]
+    assert clock.slept == [5.0, 5.0, 5.0]
+
+
+def test_a_stack_still_in_progress_after_the_timeout_is_one_line_with_what_failed_so_far() -> None:
+    cfn, clock = _cfn(), _Clock()
+    in_progress = (
+        ("Service", "AWS::ECS::Service", "CREATE_FAILED", "Service did not stabilize"),
+        ("ecs-cluster-stack", STACK, "CREATE_IN_PROGRESS", "User Initiated"),
+    )
+    with Stubber(cfn) as stub:
+        stub.add_client_error("describe_stacks", MISSING[0], MISSING[1].format("ecs-cluster-stack"))
+        stub.add_response("create_stack", {"StackId": STACK_ID})
+        for _ in range(3):  # at 0, 5 and 10 s; the timeout is 10 s
+            stub.add_response("describe_stacks", _stack("ROLLBACK_IN_PROGRESS"))
+            stub.add_response("describe_stack_events", _events(*in_progress))
+        with pytest.raises(deploy.DeployError) as raised:
+            deploy.apply_stack(cfn, "ecs-cluster-stack", "ecs-cluster.yaml", {}, polling=clock.polling(10.0))
+        stub.assert_no_pending_responses()
+    assert str(raised.value) == (
+        "ecs-cluster-stack is still ROLLBACK_IN_PROGRESS after 10s; first failure: "
+        "Service (AWS::ECS::Service) CREATE_FAILED: Service did not stabilize"
+    )
+
+
+def test_an_error_the_waiter_does_not_expect_ends_the_wait_with_one_line() -> None:
+    cfn, clock = _cfn(), _Clock()
+    with Stubber(cfn) as stub:
+        stub.add_client_error("describe_stacks", MISSING[0], MISSING[1].format("ecs-cluster-stack"))
+        stub.add_response("create_stack", {"StackId": STACK_ID})
+        stub.add_client_error("describe_stacks", "AccessDenied", "not authorized to DescribeStacks")
+        stub.add_response(
+            "describe_stack_events", _events(("ecs-cluster-stack", STACK, "CREATE_IN_PROGRESS", ""))
+        )
+        with pytest.raises(deploy.DeployError) as raised:
+            deploy.apply_stack(cfn, "ecs-cluster-stack", "ecs-cluster.yaml", {}, polling=clock.polling())
+        stub.assert_no_pending_responses()
+    assert str(raised.value) == (
+        "ecs-cluster-stack is unreadable (not authorized to DescribeStacks); no failed resource in its events"
+    )
+    assert clock.slept == []
+
+
+def test_a_deleted_stack_counts_as_deleted_when_its_name_is_no_longer_known(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cfn, clock = _cfn(), _Clock()
+    with Stubber(cfn) as stub:
+        stub.add_response("describe_stack_events", _events(*UPDATE_EARLIER))
+        stub.add_response("delete_stack", {})
+        stub.add_response("describe_stacks", _stack("DELETE_IN_PROGRESS"))
+        deleting = (("ecs-cluster-stack", STACK, "DELETE_IN_PROGRESS", "User Initiated"),)
+        stub.add_response("describe_stack_events", _events(*deleting, *UPDATE_EARLIER))
+        # botocore's stack_delete_complete: ValidationError (the name is gone) is success.
+        stub.add_client_error("describe_stacks", MISSING[0], MISSING[1].format("ecs-cluster-stack"))
+        done = (("ecs-cluster-stack", STACK, "DELETE_COMPLETE", ""),)
+        stub.add_response("describe_stack_events", _events(*done, *deleting, *UPDATE_EARLIER))
+        deploy.delete_stack(cfn, "ecs-cluster-stack", clock.polling())
+        stub.assert_no_pending_responses()
+    out = capsys.readouterr().out
+    assert out.count("DELETE_IN_PROGRESS") == 1
+    assert out.endswith("deploy: ecs-cluster-stack DELETE_COMPLETE in 5s\n")
+
+
+@pytest.mark.parametrize(
+    "dashboard", ["https://console.aws.amazon.com/cloudwatch/home#dashboards:name=d", None]
+)
+def test_make_deploy_ends_with_the_dashboard_url_only_when_the_lambda_stack_has_one(
+    dashboard: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfn = _cfn()
+    production = [{"OutputKey": "ProductionUrl", "OutputValue": "http://alb.example"}]
+    lambda_outputs = [{"OutputKey": "NotificationsTopicArn", "OutputValue": "arn:aws:sns:x"}]
+    if dashboard:
+        lambda_outputs.append({"OutputKey": "DashboardUrl", "OutputValue": dashboard})
+    with Stubber(cfn) as stub:
+        stub.add_response("describe_stacks", _stack("CREATE_COMPLETE", production))
+        stub.add_response(
+            "describe_stacks",
+            _stack("CREATE_COMPLETE", lambda_outputs),
+            {"StackName": "lambda-functions-stack"},
+        )
+        deploy.say_done(cfn, deploy.Names())
+    out = capsys.readouterr().out
+    assert "deploy: done: the application answers on http://alb.example" in out
+    if dashboard:
+        assert f"deploy: dashboard: {dashboard}\n" in out
+    else:
+        assert "dashboard" not in out
 
 
 def _run_script(command: str, **env: str) -> subprocess.CompletedProcess[str]:

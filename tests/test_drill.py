@@ -87,11 +87,15 @@ def test_every_claim_of_every_scenario_is_checked_and_held(report: Report) -> No
         assert all(c["held"] for c in result.claims), (result.scenario, result.claims)
 
 
+HIGH_RESOLUTION_ALARM = "-health-check-failed"
+
+
 def test_the_report_shows_the_alarm_evaluations_and_their_metric_lag(report: Report) -> None:
     evaluations = report.evaluations
     assert evaluations
     # Standard alarms are evaluated once an AWS minute, at its phase (on the stand-in's 5 s sweep after it).
-    times = sorted({e["t"] for e in evaluations if e["alarm"] == evaluations[0]["alarm"]})
+    standard = next(e["alarm"] for e in evaluations if not e["alarm"].endswith(HIGH_RESOLUTION_ALARM))
+    times = sorted({e["t"] for e in evaluations if e["alarm"] == standard})
     minutes = [math.floor((FACTOR * t - EVALUATION_PHASE_SECONDS) / 60) for t in times]
     assert len(minutes) > 10
     assert minutes == sorted(set(minutes)), "two evaluations in one minute: faster than AWS"
@@ -100,6 +104,13 @@ def test_the_report_shows_the_alarm_evaluations_and_their_metric_lag(report: Rep
     late = [FACTOR * t - (EVALUATION_PHASE_SECONDS + 60 * m) for t, m in zip(times, minutes, strict=True)]
     assert sum(seconds <= 10 for seconds in late) >= 0.9 * len(late), late
     assert any(e["pending"] > 0 for e in evaluations), "the ALB's metric lag never showed"
+    # The health-check alarm (Period 20: the template's ProductionCheckSeconds) is a high-resolution alarm:
+    # evaluated every 10 s, never twice in one 10 s slot.
+    fast = sorted({e["t"] for e in evaluations if e["alarm"].endswith(HIGH_RESOLUTION_ALARM)})
+    slots = [math.floor(FACTOR * t / 10) for t in fast]
+    assert len(slots) > 60
+    assert slots == sorted(set(slots)), "two evaluations in one 10 s slot: faster than AWS"
+    assert sum(b - a == 1 for a, b in itertools.pairwise(slots)) >= 0.9 * (len(slots) - 1)
 
 
 def test_a_release_bad_under_traffic_fails_its_test_traffic_against_the_original_before_any_user(
@@ -164,3 +175,28 @@ def test_every_release_is_pushed_and_goes_through_the_pipeline_and_a_failing_tes
     assert any("the Build stage failed, nothing was deployed" in n.text for n in broken.notifications)
     assert broken.serving_after == broken.serving_before
     assert broken.users.bad == 0
+
+
+def test_every_deployment_gets_its_scorecard_through_the_release_report_function_and_its_mail_links_it(
+    report: Report,
+) -> None:
+    """The drill's scorecards are the product's: the release-report function, on CodeDeploy's end event, wrote
+    them to the artifact bucket (gates, verdict, picture) and mailed the link."""
+    for result in report.scenarios:
+        if result.deployment is None:
+            assert result.scorecards == [], result.scenario  # stopped at the build: nothing deployed
+            continue
+        first = result.scorecards[0]
+        assert first.deployment == result.deployment.id
+        assert first.picture, (result.scenario, first)
+        assert first.linked, (result.scenario, first)
+        assert result.pipeline is not None
+        assert result.pipeline.commit is not None
+        assert first.image_tag == result.pipeline.commit[:8], result.scenario
+        assert (
+            len(first.gates) == 8
+        )  # the ECS deployment's lifecycle events, BeforeInstall to AfterAllowTraffic
+    assert "AfterAllowTestTraffic Failed" in scenario(report, "bad-under-traffic").scorecards[0].gates
+    assert scenario(report, "healthy").scorecards[0].verdict == "SUCCESS"
+    resurrection = scenario(report, "regression-after-completion").scorecards
+    assert [c.verdict for c in resurrection] == ["SUCCESS", "RESURRECTED"]

@@ -28,9 +28,10 @@ from local.drill.results import (
     PipelineAction,
     PipelineRun,
     Result,
+    Scorecard,
     Users,
 )
-from local.drill.scenarios import ROLLED_BACK, SCENARIOS, Expected, Serving, check
+from local.drill.scenarios import ROLLED_BACK, SCENARIOS, SCORECARD_VERDICTS, Expected, Serving, check
 from local.timescale import TimeScale
 
 
@@ -304,7 +305,34 @@ def result(**fields: Any) -> Result:
         "serving_before": "v2",
         "serving_after": "v3",
     }
-    return Result(**{**base, **fields})
+    merged = {**base, **fields}
+    if "scorecards" not in merged and merged["deployment"] is not None:
+        # What the release-report function writes for a deployment that ends so (a redeployment: RESURRECTED).
+        ends = [(merged["deployment"].id, merged["deployment"].status)]
+        if merged.get("redeployment") is not None:
+            ends.append((merged["redeployment"].id, merged["redeployment"].status))
+        merged["scorecards"] = [
+            Scorecard(i, f"release-reports/g/{i}", verdict, picture=True, linked=True)
+            for n, (i, status) in enumerate(ends)
+            for verdict in ["RESURRECTED" if n else SCORECARD_VERDICTS.get(status, ("-",))[0]]
+        ]
+    return Result(**merged)
+
+
+def test_a_deployment_whose_scorecard_is_missing_or_not_mailed_is_a_failed_claim() -> None:
+    for cards, why in (
+        ([], "d-1: not read"),
+        ([Scorecard("d-1", "k", None)], "d-1: no scorecard"),
+        (
+            [Scorecard("d-1", "k", "SUCCESS", picture=True)],
+            "d-1: verdict SUCCESS, picture True, linked False",
+        ),
+        (
+            [Scorecard("d-1", "k", "FAILED", picture=True, linked=True)],
+            "d-1: verdict FAILED, picture True, linked True",
+        ),
+    ):
+        assert check(PROMOTED, result(scorecards=cards)) == [why]
 
 
 # A release the alarm gate stops during its canary: CodeDeploy and the auto-rollback Lambda both react.

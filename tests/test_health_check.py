@@ -15,8 +15,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from local.aws.codedeploy import CodeDeployService
+from local.aws.lambda_bootstrap import JsonFormatter
 
 APP = "phoenix-dev"
 GROUP = "phoenix-dev-sample-app"
@@ -84,7 +86,9 @@ def metric_values(name: str, **dimensions: str) -> list[float]:
 
 
 def decisions(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "phoenix.health_check"]
+    """The function's log lines as Lambda's runtime writes them (LogFormat JSON); the decision: `message`."""
+    lines = [r for r in caplog.records if r.name == "phoenix.health_check"]
+    return [json.loads(JsonFormatter().format(r)) for r in lines]
 
 
 # --------------------------------------------------------------------------------------------- configuration
@@ -139,9 +143,8 @@ def test_a_bad_variable_is_logged_and_answered_not_raised_on_a_schedule(
     result = module.lambda_handler(load_event("eventbridge-scheduled"), lambda_context)
     assert result == {"trigger": "schedule", "error": "CODEDEPLOY_APPLICATION is required and is not set"}
     [line] = decisions(caplog)
-    assert line["decision"] == "configuration error"
+    assert line["message"] == "configuration error"
     assert line["error"] == result["error"]
-    assert line["request_id"] == lambda_context.aws_request_id
 
 
 # --------------------------------------------------------------------------------------------- probes
@@ -290,11 +293,16 @@ class Harness:
     def function(self, production_url: str, test_url: str, **extra: str) -> ModuleType:
         return self.load("health_check", base_env(production_url, test_url, **extra))
 
-    def hook(self) -> tuple[dict[str, Any], str]:
+    def hook(self, description: str | None = None) -> tuple[dict[str, Any], str]:
         """The lifecycle-hook event and its deployment, in flight, its hook execution awaiting an answer."""
         event = self.event("codedeploy-lifecycle-hook")
         deployment_id = self.service.seed_deployment(
-            APP, GROUP, "version: 0.0 # v2", status="InProgress", deployment_id=event["DeploymentId"]
+            APP,
+            GROUP,
+            "version: 0.0 # v2",
+            status="InProgress",
+            deployment_id=event["DeploymentId"],
+            description=description,
         )
         self.service.register_hook(
             deployment_id, "AfterAllowTestTraffic", event["LifecycleEventHookExecutionId"]
@@ -333,7 +341,7 @@ def test_scheduled_run_publishes_healthy_production_metrics(
     assert metric_values("ErrorRate", **dims, Listener="production") == [0.0]
     assert len(metric_values("LatencyP95", **dims, Listener="production")) == 1
     assert metric_values("HealthCheckFailed", **dims, Listener="test") == []
-    [line] = [d for d in decisions(caplog) if d["decision"] == "scheduled health check"]
+    [line] = [d for d in decisions(caplog) if d["message"] == "scheduled health check"]
     assert line["verdict"] == "healthy"
     assert line["rounds"][0]["probes"] == 4
 
@@ -383,8 +391,89 @@ def test_scheduled_run_reports_a_deployment_in_flight_longer_than_the_deployment
     module = harness.function(harness.healthy, harness.healthy, DEPLOYMENT_TIMEOUT="900")
     module.lambda_handler(harness.event("eventbridge-scheduled"), harness.context())
     assert metric_values("DeploymentOverdue", Service="sample-app", Environment="dev") == [overdue]
-    [line] = [d for d in decisions(caplog) if d["decision"] == "scheduled health check"]
+    [line] = [d for d in decisions(caplog) if d["message"] == "scheduled health check"]
     assert line["deployment_overdue"] is bool(overdue)
+
+
+def check_samples(**dimensions: str) -> list[tuple[float, float]]:
+    """(sample count, maximum) of HealthCheckFailed over all time: one sample per check."""
+    stats = boto3.client("cloudwatch").get_metric_statistics(
+        Namespace="Phoenix/Deployments",
+        MetricName="HealthCheckFailed",
+        Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
+        StartTime="2000-01-01T00:00:00Z",
+        EndTime="2100-01-01T00:00:00Z",
+        Period=3600,
+        Statistics=["SampleCount", "Maximum"],
+    )
+    return [(p["SampleCount"], p["Maximum"]) for p in stats["Datapoints"]]
+
+
+@pytest.mark.parametrize(
+    ("production", "later"),
+    [("healthy", ["healthy", "healthy"]), ("unhealthy", ["unhealthy", "unhealthy"])],
+)
+def test_a_run_checks_production_production_checks_times_and_publishes_each_check_at_high_resolution(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, production: str, later: list[str]
+) -> None:
+    """Sub-minute checks from a one-minute schedule (EventBridge's least rate): what a high-resolution
+    health-check alarm (Period 10-30 s) reads needs a datapoint per check, stored at 1 s resolution
+    (botocore PutMetricData StorageResolution: "Setting this to 1 specifies this metric as a high-resolution
+    metric")."""
+    extra = {"PRODUCTION_CHECKS": "3", "PRODUCTION_CHECK_SECONDS": "0.2"}
+    module = harness.function(getattr(harness, production), harness.healthy, **extra)
+    client = module.cloudwatch()
+    resolutions: list[int] = []
+    put = client.put_metric_data
+
+    def recording(**kwargs: Any) -> Any:
+        resolutions.extend(d.get("StorageResolution", 60) for d in kwargs["MetricData"])
+        return put(**kwargs)
+
+    monkeypatch.setattr(client, "put_metric_data", recording)
+    started = time.monotonic()
+    result = module.lambda_handler(harness.event("eventbridge-scheduled"), harness.context())
+    assert result["later"] == later
+    assert time.monotonic() - started >= 0.4  # the checks are PRODUCTION_CHECK_SECONDS apart
+    failed = 1.0 if production == "unhealthy" else 0.0
+    assert check_samples(Service="sample-app", Environment="dev", Listener="production") == [(3.0, failed)]
+    health = [r for r in resolutions if r != 60]
+    assert (
+        len(health) >= 3 * 6
+    )  # three checks x (HealthCheckFailed, ErrorRate, LatencyP95) x 2 dimension sets
+    assert set(resolutions) - {1} <= {
+        60
+    }  # only DeploymentOverdue (once a run) stays at one-minute resolution
+
+
+def test_later_checks_stop_where_the_metrics_call_could_no_longer_finish_before_the_deadline(
+    harness: Harness,
+) -> None:
+    """A check may take its probe timeouts and a second (2 s here) and starts 2 s after the one before. In
+    5.5 s the first later check fits (first check under 1.5 s); the next, 4 s after it, does not."""
+    extra = {"PRODUCTION_CHECKS": "3", "PRODUCTION_CHECK_SECONDS": "2"}
+    module = harness.function(harness.healthy, harness.healthy, **extra)
+    short = harness.context(int(1000 * (module.worst_case_call_seconds(module.AWS_CONFIG) + 5.5)))
+    result = module.lambda_handler(harness.event("eventbridge-scheduled"), short)
+    assert result["later"] == ["healthy"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"PRODUCTION_CHECKS": "3", "PRODUCTION_CHECK_SECONDS": "30"},
+            "must fit in HEALTH_CHECK_INTERVAL (60 s)",
+        ),
+        ({"PRODUCTION_CHECKS": "7"}, "PRODUCTION_CHECKS must be"),
+        ({"PRODUCTION_CHECK_SECONDS": "0"}, "PRODUCTION_CHECK_SECONDS must be"),
+    ],
+)
+def test_production_checks_that_overrun_the_interval_are_a_configuration_error(
+    checker: ModuleType, extra: dict[str, str], message: str
+) -> None:
+    with pytest.raises(checker.ConfigError, match=re.escape(message)):
+        checker.load_config({**base_env("http://a.example", "http://a.example:8080"), **extra})
 
 
 # --------------------------------------------------------------------------------------------- lifecycle hook
@@ -411,6 +500,52 @@ def test_hook_answers_failed_for_an_unhealthy_replacement_and_codedeploy_rolls_b
     assert deployment["errorInformation"]["code"] == "HOOK_EXECUTION_FAILURE"
     rollback = harness.service.get(deployment["rollbackInfo"]["rollbackDeploymentId"])
     assert rollback["creator"] == "codeDeployRollback"
+
+
+# What the auto-rollback function writes on its redeployments (auto_rollback.record_for).
+RESURRECTION = "phoenix-auto-rollback alarm=0123456789abcdef from=aaaaaaaaaaaaaaaa to=bbbbbbbbbbbbbbbb"
+
+
+@pytest.mark.parametrize(
+    ("replacement", "status", "reason"),
+    [
+        ("healthy", "Succeeded", "1 of 1 validation rounds passed"),
+        ("unhealthy", "Failed", "1 of 1 validation rounds failed"),
+    ],
+)
+def test_the_auto_rollback_functions_redeployment_of_the_known_good_revision_is_validated_in_one_round(
+    harness: Harness, caplog: pytest.LogCaptureFixture, replacement: str, status: str, reason: str
+) -> None:
+    """Production serves the release that went bad meanwhile: every extra round is failed user requests."""
+    caplog.set_level(logging.INFO)
+    event, _ = harness.hook(description=RESURRECTION)
+    module = harness.function(harness.unhealthy, getattr(harness, replacement))
+    result = module.lambda_handler(event, harness.context())
+    assert (result["status"], result["reason"]) == (status, reason)
+    assert harness.service.hook_status(event["LifecycleEventHookExecutionId"]) == status
+    [verdict] = [d for d in decisions(caplog) if d["message"] == "lifecycle hook verdict"]
+    assert len(verdict["rounds"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("description", "readable"),
+    [("a release", True), (RESURRECTION, False)],
+    ids=["a new release", "a redeployment that cannot be read"],
+)
+def test_any_other_deployment_gets_every_validation_round(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, description: str, readable: bool
+) -> None:
+    event, _ = harness.hook(description=description)
+    module = harness.function(harness.healthy, harness.healthy)
+    if not readable:
+        client = module.codedeploy()
+
+        def refused(**_: Any) -> Any:
+            error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+            raise ClientError(error, "GetDeployment")
+
+        monkeypatch.setattr(client, "get_deployment", refused)
+    assert module.lambda_handler(event, harness.context())["reason"] == "2 of 2 validation rounds passed"
 
 
 TEST_TRAFFIC = json.dumps(
@@ -443,7 +578,7 @@ def test_hook_judges_the_replacements_test_traffic_against_the_same_requests_to_
     result = module.lambda_handler(event, harness.context())
     assert result["status"] == status
     assert harness.service.hook_status(event["LifecycleEventHookExecutionId"]) == status
-    [verdict] = [d for d in decisions(caplog) if d["decision"] == "lifecycle hook verdict"]
+    [verdict] = [d for d in decisions(caplog) if d["message"] == "lifecycle hook verdict"]
     sent = [r["traffic"] for r in verdict["rounds"]]
     assert sent
     assert all(t["baseline"][0] == t["canary"][0] == 40 for t in sent)
@@ -471,7 +606,7 @@ def test_hook_waits_for_the_replacement_to_be_routable_then_answers_succeeded(
     assert (result["status"], result["reason"]) == ("Succeeded", "2 of 2 validation rounds passed")
     assert harness.service.hook_status(event["LifecycleEventHookExecutionId"]) == "Succeeded"
     assert harness.service.get(deployment_id)["status"] == "InProgress"
-    [line] = [d for d in decisions(caplog) if d["decision"] == "lifecycle hook verdict"]
+    [line] = [d for d in decisions(caplog) if d["message"] == "lifecycle hook verdict"]
     assert [r["not_ready"] for r in line["rounds"]] == [True, True, False, False]
     assert line["rounds"][0]["failures"] == {"HTTP 503 from the load balancer": 4}
 
@@ -570,7 +705,7 @@ def test_hook_for_an_unknown_execution_is_logged_not_raised(
     module = harness.function(harness.healthy, harness.healthy)
     result = module.lambda_handler(event, harness.context())
     assert result["answered"] is False
-    assert any(d["decision"] == "hook answer rejected" for d in decisions(caplog))
+    assert any(d["message"] == "hook answer rejected" for d in decisions(caplog))
 
 
 def test_clients_use_botocore_standard_retries(checker: ModuleType) -> None:

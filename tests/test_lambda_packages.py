@@ -2,9 +2,10 @@
 
 The clean interpreter sees what Lambda gives a function: the extracted zip first (/var/task), then the
 runtime's boto3/botocore and their dependencies (linked from .venv, nothing else: no moto, no requests, no
-repository). Python 3.12, the runtime the zips are built for, when this machine has it. Each zip carries the
+repository), and the runtime's logging (the stand-in's copy, local/aws/lambda_bootstrap.py). The Python of
+the functions' runtime (lambda-functions.yaml's LambdaRuntime) when this machine has it. Each zip carries the
 shared module lambdas/phoenix_common.py, and the function runs with that copy: its decision lines (the shared
-DecisionLog) carry the invocation's request id.
+DecisionLog) are Lambda's JSON log lines, every field encoded.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import boto3
 import pytest
 
 from local.aws.codedeploy import CodeDeployService
+from scripts.stacks import LAMBDA, load_template
 from tests.commands import moto_endpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +32,7 @@ SITE_PACKAGES = Path(boto3.__file__).resolve().parent.parent
 RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "s3transfer", "dateutil", "six.py")
 RUNNER = """
 import json, logging, sys, time
+import lambda_bootstrap
 import {module} as function
 import phoenix_common
 
@@ -42,22 +45,25 @@ class Context:
 
 class Lines(logging.Handler):
     lines = []
-    def emit(self, record):
-        self.lines.append(json.loads(record.getMessage()))
+    def emit(self, record):  # a field Lambda's JSON formatter cannot encode fails the run here
+        self.lines.append(json.loads(self.format(record)))
 
 for module in (function, phoenix_common):
     assert module.__file__.startswith(sys.argv[1]), module.__file__
 assert function.common is phoenix_common
 import requests
 assert requests.__file__.startswith(sys.argv[1]), requests.__file__
-logging.getLogger("phoenix").addHandler(Lines())
+lines = Lines()
+lines.setFormatter(lambda_bootstrap.JsonFormatter())
+logging.getLogger("phoenix").addHandler(lines)
 result = function.lambda_handler(json.loads(sys.argv[2]), Context())
 print(json.dumps({{"result": result, "decisions": Lines.lines}}, default=str))
 """
 
 
 def _python() -> str:
-    for candidate in (shutil.which("python3.12"), sys.executable):
+    runtime = load_template(LAMBDA.template)["Mappings"]["LambdaRuntime"]["Python"]["Identifier"]
+    for candidate in (shutil.which(runtime), sys.executable):
         if candidate and subprocess.run([candidate, "-c", "import venv"], check=False).returncode == 0:
             return candidate
     return sys.executable
@@ -75,12 +81,13 @@ def clean_runtime(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
     runtime.mkdir()
     for name in RUNTIME_PACKAGES:
         (runtime / name).symlink_to(SITE_PACKAGES / name)
+    (runtime / "lambda_bootstrap.py").symlink_to(REPO_ROOT / "local" / "aws" / "lambda_bootstrap.py")
     return root / "venv" / "bin" / "python", runtime, REPO_ROOT / "build"
 
 
 def run_zip(clean_runtime: tuple[Path, Path, Path], name: str, event: Any, env: dict[str, str]) -> Any:
-    """The handler's answer, run from the extracted zip in the clean runtime; its decision lines must all
-    carry the invocation's request id."""
+    """The handler's answer, run from the extracted zip in the clean runtime; its decision lines must all be
+    the function's, in Lambda's JSON format."""
     python, runtime, build = clean_runtime
     task = runtime.parent / f"task-{name}"
     shutil.rmtree(task, ignore_errors=True)
@@ -98,7 +105,7 @@ def run_zip(clean_runtime: tuple[Path, Path, Path], name: str, event: Any, env: 
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout.strip().splitlines()[-1])
     assert output["decisions"], "no decision logged"
-    assert {line["request_id"] for line in output["decisions"]} == {"package-test"}
+    assert {(line["logger"], line["function"]) for line in output["decisions"]} == {(f"phoenix.{name}", name)}
     return output["result"]
 
 

@@ -1,6 +1,7 @@
 """The Lambda runtime stand-in (local/aws/lambda_runtime.py) as strict as AWS: the scaled Timeout and its
 kill, the Init phase on the AWS clock (worker start-up held), asynchronous retries after 1 and 2 AWS
-minutes, the dead-letter queue and its attributes, reserved concurrency, and the configuration read from moto.
+minutes, the dead-letter queue and its attributes, reserved concurrency, the configuration read from moto,
+and the function's log as Lambda's Python runtime writes it (LoggingConfig: JSON or Text, the level filter).
 
 Each test writes a tiny handler module to its tmp_path and adds it with `runtime.add(...)` (or creates it in
 moto and `load()`s it); the AWS clock runs 240-600 times faster than the wall clock. Waits are for conditions
@@ -12,7 +13,9 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 import textwrap
+import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +31,11 @@ from local.aws.lambda_runtime import (
 )
 from local.aws.moto_server import Aws, moto_server
 from local.timescale import TimeScale
+from scripts.stacks import LAMBDA, load_template
 
 WAIT = 60.0  # wall seconds: a generous deadline for any outcome
 NOWHERE = Aws(endpoint="http://127.0.0.1:9")  # for handlers that call no AWS API
+RUNTIME = load_template(LAMBDA.template)["Mappings"]["LambdaRuntime"]["Python"]["Identifier"]
 
 
 def handler_dir(tmp_path: Path, source: str, module: str = "fn") -> Path:
@@ -48,6 +53,7 @@ def config(code: Path, *, timeout: float, name: str = "fn", **extra: Any) -> Fun
         timeout=timeout,
         environment={},
         code_dir=code,
+        runtime=RUNTIME,
         **extra,
     )
 
@@ -259,7 +265,7 @@ def test_load_reads_timeout_retries_and_the_dead_letter_target(tmp_path: Path, a
     client = aws.client("lambda")
     client.create_function(
         FunctionName="loaded",
-        Runtime="python3.12",
+        Runtime=RUNTIME,
         Role=role,
         Handler="loaded.handler",
         Code={"ZipFile": buffer.getvalue()},
@@ -276,3 +282,168 @@ def test_load_reads_timeout_retries_and_the_dead_letter_target(tmp_path: Path, a
         assert runtime.invoke_async(loaded.arn, {"x": 1}).result(timeout=WAIT) == {"x": 1}
     assert (loaded.timeout, loaded.concurrency, loaded.max_retries) == (77, 1, 1)
     assert loaded.dead_letter_arn == arn
+
+
+# ---------------------------------------------------------------------------------------------- the log
+class Log:
+    """What reaches the function's log (the runtime's `log` callback), awaited line by line."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, function: str, line: str) -> None:
+        with self._changed:
+            self.lines.append(line)
+            self._changed.notify_all()
+
+    def until(self, text: str) -> list[str]:
+        """Every line up to the first holding `text` (the function writes its lines in order)."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: any(text in line for line in self.lines), timeout=WAIT)
+            return list(self.lines)
+
+
+LOGGING_HANDLER = """
+import logging
+import os
+
+log = logging.getLogger("app")
+
+def handler(event, context):
+    log.debug("debug line")
+    log.info("info line", extra={"n": 1})
+    print("plain print")
+    log.warning("warn line")
+    if event == "raise":
+        raise ValueError("boom")
+    log.error("last line")
+    return {k: os.environ.get(k) for k in ("AWS_LAMBDA_LOG_FORMAT", "AWS_LAMBDA_LOG_LEVEL")}
+"""
+
+
+def test_json_lines_carry_the_request_id_and_lines_below_the_application_log_level_are_dropped(
+    tmp_path: Path,
+) -> None:
+    code = handler_dir(tmp_path, LOGGING_HANDLER)
+    log = Log()
+    with LambdaRuntime(NOWHERE, {}, log=log, scale=TimeScale(factor=600)) as runtime:
+        runtime.add(config(code, timeout=30, log_format="JSON", application_log_level="WARN"))
+        env = runtime.invoke_async("fn", {}).result(timeout=WAIT)
+        # the INFO line, the print (no level: INFO) and DEBUG do not reach the log
+        line, last = log.until("last line")
+    assert json.loads(last)["level"] == "ERROR"
+    assert env == {"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "WARN"}
+    [attempt] = runtime.attempts
+    record = json.loads(line)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record.pop("timestamp"))
+    assert record == {
+        "level": "WARNING",
+        "message": "warn line",
+        "logger": "app",
+        "requestId": attempt.request_id,
+    }
+
+
+def test_json_info_keeps_extra_keys_and_plain_prints_and_an_error_is_one_json_line(tmp_path: Path) -> None:
+    code = handler_dir(tmp_path, LOGGING_HANDLER)
+    log = Log()
+    with LambdaRuntime(NOWHERE, {}, log=log, scale=TimeScale(factor=600)) as runtime:
+        runtime.add(config(code, timeout=30, log_format="JSON", max_retries=0))
+        with pytest.raises(RuntimeError, match="ValueError: boom"):
+            runtime.invoke_async("fn", "raise").result(timeout=WAIT)
+        log.until('"errorType"')  # the function's last line
+        lines = log.until('{"runtime"')
+    request_id = runtime.attempts[0].request_id
+    # the stand-in's own line about the failed attempt may come before the function's, which are piped
+    [runtime_line] = [line for line in lines if line.startswith('{"runtime"')]
+    info, plain, warning, error = [line for line in lines if line != runtime_line]
+    assert (json.loads(info)["message"], json.loads(info)["n"], json.loads(info)["requestId"]) == (
+        "info line",
+        1,
+        request_id,
+    )
+    assert plain == "plain print"
+    assert json.loads(warning)["level"] == "WARNING"
+    failure = json.loads(error)
+    assert (failure["level"], failure["errorType"], failure["errorMessage"]) == (
+        "ERROR",
+        "ValueError",
+        "boom",
+    )
+    assert failure["requestId"] == request_id
+    assert any("raise ValueError" in frame for frame in failure["stackTrace"])
+    assert json.loads(runtime_line)["runtime"] == "error"  # the stand-in's own line, not the function's
+
+
+def test_text_lines_are_lambdas_tab_separated_lines_and_the_root_logger_stays_at_warning(
+    tmp_path: Path,
+) -> None:
+    code = handler_dir(tmp_path, LOGGING_HANDLER)
+    log = Log()
+    with LambdaRuntime(NOWHERE, {}, log=log, scale=TimeScale(factor=600)) as runtime:
+        runtime.add(config(code, timeout=30))  # LoggingConfig absent: AWS's default, Text
+        env = runtime.invoke_async("fn", {}).result(timeout=WAIT)
+        plain, warning, last = log.until("last line")
+    assert last.startswith("[ERROR]\t")
+    assert env == {"AWS_LAMBDA_LOG_FORMAT": "Text", "AWS_LAMBDA_LOG_LEVEL": None}
+    request_id = runtime.attempts[0].request_id
+    assert plain == "plain print"
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    assert re.fullmatch(rf"\[WARNING\]\t{stamp}\t{request_id}\twarn line", warning), warning
+
+
+def test_a_logging_config_outside_lambdas_values_is_refused_with_one_line(tmp_path: Path) -> None:
+    with pytest.raises(
+        ValueError, match=r"^fn: LoggingConfig LogFormat must be one of JSON, Text, got 'json'$"
+    ):
+        config(tmp_path, timeout=30, log_format="json")
+    with pytest.raises(ValueError, match=r"^fn: LoggingConfig ApplicationLogLevel must be one of TRACE, "):
+        config(tmp_path, timeout=30, log_format="JSON", application_log_level="WARNING")
+
+
+STACK = """
+Parameters:
+  LogLevel: {Type: String, Default: ERROR}
+Resources:
+  Group:
+    Type: AWS::Logs::LogGroup
+    Properties: {LogGroupName: /aws/lambda/from-stack}
+  Role:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument: {Version: "2012-10-17", Statement: []}
+  Function:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: from-stack
+      Runtime: %s
+      Handler: fromstack.handler
+      Role: !GetAtt Role.Arn
+      Code: {ZipFile: "def handler(event, context): return event"}
+      LoggingConfig:
+        LogFormat: JSON
+        ApplicationLogLevel: !Ref LogLevel
+        LogGroup: !Ref Group
+"""
+
+
+def test_load_reads_the_logging_config_from_the_template_of_the_stack_that_created_the_function(
+    tmp_path: Path, aws: Aws
+) -> None:
+    code = handler_dir(tmp_path, "def handler(event, context):\n    return event\n", module="fromstack")
+    aws.client("cloudformation").create_stack(
+        StackName="logging-config",
+        TemplateBody=STACK % RUNTIME,
+        Parameters=[{"ParameterKey": "LogLevel", "ParameterValue": "WARN"}],
+    )
+    with LambdaRuntime(aws, {"fromstack": code}, scale=TimeScale(factor=600)) as runtime:
+        runtime.load()
+    loaded = runtime.functions["from-stack"]
+    assert (loaded.runtime, loaded.log_format, loaded.application_log_level, loaded.system_log_level) == (
+        RUNTIME,
+        "JSON",
+        "WARN",
+        "INFO",
+    )
+    assert loaded.log_group == "/aws/lambda/from-stack"

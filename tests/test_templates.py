@@ -214,10 +214,44 @@ def test_the_health_alarm_follows_the_spec_parameters() -> None:
     alarm = load_template(LAMBDA.template)["Resources"]["HealthCheckFailedAlarm"]["Properties"]
     assert alarm["Namespace"] == "Phoenix/Deployments"
     assert alarm["MetricName"] == "HealthCheckFailed"
-    assert alarm["Period"] == {"Ref": "HealthCheckInterval"}
-    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == {"Ref": "AlarmThreshold"}
+    # One period per check: HEALTH_CHECK_INTERVAL, or ProductionCheckSeconds when a run checks several times
+    # (then one period more to evaluate, so that a period a check missed does not reset the count).
+    assert alarm["Period"] == {
+        "Fn::If": ["SubMinuteChecks", {"Ref": "ProductionCheckSeconds"}, {"Ref": "HealthCheckInterval"}]
+    }
+    assert alarm["DatapointsToAlarm"] == {"Ref": "AlarmThreshold"}
+    assert alarm["EvaluationPeriods"] == {
+        "Fn::If": [
+            "SubMinuteChecks",
+            {"Fn::FindInMap": ["EvaluationPeriods", {"Ref": "AlarmThreshold"}, "WithSpare"]},
+            {"Ref": "AlarmThreshold"},
+        ]
+    }
     assert alarm["Statistic"] == "Maximum"
     assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+
+
+def test_sub_minute_checks_are_a_high_resolution_period_and_fit_in_the_one_minute_run() -> None:
+    body = load_template(LAMBDA.template)
+    allowed = body["Parameters"]["ProductionCheckSeconds"]["AllowedValues"]
+    spare = body["Mappings"]["EvaluationPeriods"]
+    for seconds in allowed:
+        checks = body["Mappings"]["ProductionChecks"][str(seconds)]["PerRun"]
+        assert checks * seconds == 60  # the checks fill a one-minute run, one per alarm period
+        assert seconds in (
+            10,
+            20,
+            30,
+            60,
+        )  # botocore PutMetricAlarm.Period: "10, 20, 30, and any multiple of 60"
+    for threshold in range(1, body["Parameters"]["AlarmThreshold"]["MaxValue"] + 1):
+        assert spare[str(threshold)]["WithSpare"] == threshold + 1
+    assert body["Conditions"]["SubMinuteChecks"] == {
+        "Fn::And": [
+            {"Fn::Not": [{"Fn::Equals": [{"Ref": "ProductionCheckSeconds"}, 60]}]},
+            {"Fn::Equals": [{"Ref": "HealthCheckInterval"}, 60]},
+        ]
+    }
 
 
 def test_the_schedule_has_a_rate_for_every_allowed_interval() -> None:
@@ -249,7 +283,7 @@ def test_each_function_gets_every_variable_its_module_reads(resource: str, modul
     assert read - set(variables) == set(), f"{module}: variables the template does not set"
     assert set(variables) - read == set(), f"{module}: variables the module does not read"
     assert function["Handler"] == f"{module}.lambda_handler"
-    assert function["Runtime"] in ("python3.12", "python3.13")
+    assert function["Runtime"] == {"Fn::FindInMap": ["LambdaRuntime", "Python", "Identifier"]}
 
 
 def test_the_auto_rollback_function_is_serialised_and_has_a_dead_letter_queue() -> None:

@@ -3,7 +3,8 @@
 moto's CloudFormation creates what it implements (VPC, ALB, listeners, target groups, ECS, Lambda functions,
 the schedule rule, SNS topics, SQS, ...) and resolves every intrinsic function of the templates. Some types
 it does not implement (SKIPPED below): the CloudWatch alarms, the SNS subscriptions, the CodeDeploy
-application and deployment group, the CodeBuild project and report group, the pipeline. Left alone, moto
+application and deployment group, the CodeBuild project and report group, the pipeline, the chat channel
+configurations (answered, never created: there is no chat service here to deliver to). Left alone, moto
 answers a Ref or Fn::GetAtt of one of them with nothing, so a template would have to name them instead of
 referring to them. This module teaches moto's CloudFormation those types (`teach_moto()`; importing the
 module does it too):
@@ -26,6 +27,9 @@ The templates are written as a CloudFormation author writes them for AWS, and wh
 falls short of AWS's, `teach_moto()` teaches it rather than the templates bending (each with AWS's
 documentation as the reference):
 
+- `!Condition Name`, the short form of a condition reference ({"Condition": "Name"}, CloudFormation User
+  Guide "Condition functions"): moto's YAML reading made it {"Fn::Condition": ...}, which its conditions do
+  not recognise (a condition made of other conditions was always false) (`condition_tag`);
 - intrinsic functions (`resolve`, in place of moto's `clean_json`): `Fn::Cidr` (the "Fn::Cidr" page of the
   CloudFormation User Guide); `Fn::FindInMap` keyed by a Number parameter, whose value CloudFormation passes
   on as a string ("Parameters": "when you use the parameter elsewhere in your template ... the parameter
@@ -33,13 +37,21 @@ documentation as the reference):
   CloudFormation removes from the list;
 - `Fn::GetAtt` attributes moto's models do not answer (`ATTRIBUTES`): the load balancer's
   `LoadBalancerFullName` and the target group's `TargetGroupFullName`, `TargetGroupName` and
-  `LoadBalancerArns`, in the formats of the "Return values" of their CloudFormation reference pages.
+  `LoadBalancerArns`, in the formats of the "Return values" of their CloudFormation reference pages;
+- a template's `Rules`, which moto ignores (`check_rules`): as CloudFormation checks them before it creates
+  anything ("Template Rules" in the CloudFormation User Guide), a failed assertion refuses CreateStack with
+  its AssertDescription (moto's UpdateStack re-evaluates neither conditions nor rules);
+- the checks PutDashboard makes, which moto's `AWS::CloudWatch::Dashboard` skips (it stores any body):
+  `dashboard_body_problems`, after the API Reference's "Dashboard Body Structure and Syntax"; a dashboard
+  PutDashboard refuses fails the stack, its problems named as PutDashboard's DashboardValidationMessages.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import itertools
+import json
+import re
 import threading
 import types
 import uuid
@@ -47,8 +59,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from moto.cloudformation import models as cloudformation_models
 from moto.cloudformation import parsing
+from moto.cloudformation import responses as cloudformation_responses
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException, ValidationError
+from moto.cloudformation.utils import yaml_tag_constructor
+from moto.cloudwatch.models import Dashboard as CloudWatchDashboard
 from moto.core.common_models import CloudFormationModel
 from moto.elbv2.models import FakeLoadBalancer, FakeTargetGroup
 from moto.utilities.utils import get_partition
@@ -101,6 +117,20 @@ SKIPPED = (
         "Name",
         "arn:{partition}:codepipeline:{region}:{account}:{name}",
         attributes=(),  # only Version, not modelled
+    ),
+    # Chat channel configurations: Ref and Fn::GetAtt Arn answer the ARN, which has no region (the service is
+    # global); nothing creates them here (no chat service to deliver to).
+    SkippedType(
+        "AWS::Chatbot::SlackChannelConfiguration",
+        "ConfigurationName",
+        "arn:{partition}:chatbot::{account}:chat-configuration/slack-channel/{name}",
+        ref="arn",
+    ),
+    SkippedType(
+        "AWS::Chatbot::MicrosoftTeamsChannelConfiguration",
+        "ConfigurationName",
+        "arn:{partition}:chatbot::{account}:chat-configuration/microsoft-teams-channel/{name}",
+        ref="arn",
     ),
 )
 
@@ -295,6 +325,16 @@ def resolve(resource_json: Any, resources_map: parsing.ResourceMap) -> Any:
 resolve.__wrapped__ = _MOTO_CLEAN_JSON  # type: ignore[attr-defined]
 
 
+_MOTO_YAML_TAG: Callable[[Any, str, Any], Any] = yaml_tag_constructor
+
+
+def condition_tag(loader: Any, tag: str, node: Any) -> Any:
+    """moto's YAML tag constructor, but `!Condition Name` is the condition reference {"Condition": "Name"}."""
+    if tag == "!Condition":
+        return {"Condition": loader.construct_scalar(node)}
+    return _MOTO_YAML_TAG(loader, tag, node)
+
+
 # ---------------------------------------------------------------- Fn::GetAtt attributes moto's models lack
 def _arn_resource(arn: str) -> str:
     """The resource part of an ARN (after arn:partition:service:region:account:)."""
@@ -355,9 +395,14 @@ def teach_moto() -> None:
     parsing.get_model_map.cache_clear()
     parsing.get_name_type_map.cache_clear()
     parsing.clean_json = resolve
+    # moto's models and responses call the YAML tag constructor through their module's name.
+    cloudformation_models.yaml_tag_constructor = condition_tag  # type: ignore[attr-defined]
+    cloudformation_responses.yaml_tag_constructor = condition_tag  # type: ignore[attr-defined]
     for model, attributes in ATTRIBUTES.items():
         _teach_attributes(model, attributes)
     _teach_target_group_attributes()
+    _teach_dashboard_validation()
+    _teach_rules()
 
 
 def _teach_target_group_attributes() -> None:
@@ -377,6 +422,204 @@ def _teach_target_group_attributes() -> None:
 
     create_with_attributes.phoenix_taught = True  # type: ignore[attr-defined]
     setattr(FakeTargetGroup, "create_from_cloudformation_json", classmethod(create_with_attributes))  # noqa: B010
+
+
+# ---------------------------------------------------------------- AWS::CloudWatch::Dashboard
+# What PutDashboard refuses (CloudFormation creates the dashboard with it). botocore's model: an invalid body
+# is DashboardInvalidInputError (code InvalidParameterInput, "Some part of the dashboard data is invalid"),
+# and its DashboardValidationMessages name each problem by DataPath and Message. The rules are the ones the
+# API Reference's "Dashboard Body Structure and Syntax" marks Required or gives Valid Values for; the name is
+# "at most 255 characters, A-Z, a-z, 0-9, "-" and "_"" (PutDashboard's DashboardName).
+WIDGET_TYPES = ("metric", "text", "log", "alarm", "explorer")
+DASHBOARD_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
+STATISTIC = re.compile(r"SampleCount|Average|Sum|Minimum|Maximum|p\d{1,2}(\.\d+)?")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _widget_problems(path: str, widget: Any) -> list[tuple[str, str]]:
+    if not isinstance(widget, dict):
+        return [(path, "Should be object")]
+    problems: list[tuple[str, str]] = []
+    if widget.get("type") not in WIDGET_TYPES:
+        problems.append(
+            (f"{path}/type", f"Should be equal to one of the allowed values {list(WIDGET_TYPES)}")
+        )
+    for key, low, high in (("x", 0, 23), ("y", 0, None), ("width", 1, 24), ("height", 1, 1000)):
+        if key not in widget:
+            continue
+        value = widget[key]
+        if not _whole(value) or value < low or (high is not None and value > high):
+            upper = f" and <= {high}" if high is not None else ""
+            problems.append((f"{path}/{key}", f"Should be an integer >= {low}{upper}"))
+    if ("x" in widget) != ("y" in widget):
+        problems.append((path, "Should have both properties x and y, or neither"))
+    properties = widget.get("properties")
+    if not isinstance(properties, dict):
+        return [*problems, (f"{path}/properties", "Should have required property 'properties' (an object)")]
+    return problems + _properties_problems(f"{path}/properties", widget.get("type"), properties)
+
+
+def _properties_problems(path: str, kind: Any, properties: dict[str, Any]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    required = {
+        "text": ("markdown",),
+        "log": ("region", "query"),
+        "metric": ("region",),
+        "alarm": ("alarms",),
+    }
+    for key in required.get(str(kind), ()):
+        if properties.get(key) in (None, ""):
+            problems.append((path, f"Should have required property '{key}'"))
+    if (
+        kind == "log"
+        and isinstance(properties.get("query"), str)
+        and not properties["query"].startswith("SOURCE '")
+    ):
+        problems.append((f"{path}/query", "Should start with the log groups, each as SOURCE '<name>'"))
+    if kind == "alarm" and isinstance(properties.get("alarms"), list):
+        alarms = properties["alarms"]
+        if not 1 <= len(alarms) <= 100 or not all(isinstance(a, str) for a in alarms):
+            problems.append((f"{path}/alarms", "Should be an array of 1 to 100 alarm ARNs"))
+    if kind == "metric":
+        metrics, annotations = properties.get("metrics"), properties.get("annotations")
+        if metrics is None and not (isinstance(annotations, dict) and annotations.get("alarms")):
+            problems.append((path, "Should have required property 'metrics' (or an alarm annotation)"))
+        if metrics is not None and (not isinstance(metrics, list) or len(metrics) > 500):
+            problems.append((f"{path}/metrics", "Should be an array of at most 500 metrics and expressions"))
+        for index, metric in enumerate(metrics if isinstance(metrics, list) else []):
+            problems += _metric_problems(f"{path}/metrics/{index}", metric)
+        problems += _rendering_problems(path, properties)
+    return problems
+
+
+def _metric_problems(path: str, metric: Any) -> list[tuple[str, str]]:
+    """[Namespace, MetricName, DimensionName, DimensionValue, ..., {rendering}] or [{"expression": ...}]."""
+    if not isinstance(metric, list) or not metric:
+        return [(path, "Should be a non-empty array")]
+    *names, last = metric
+    options = last if isinstance(last, dict) else {}
+    if not isinstance(last, dict):
+        names.append(last)
+    if not names:
+        if not isinstance(options.get("expression"), str):
+            return [(path, "Should have required property 'expression'")]
+        return _rendering_problems(path, options)
+    if not all(isinstance(name, str) for name in names) or len(names) < 2 or len(names) % 2:
+        return [(path, "Should be [Namespace, MetricName, DimensionName, DimensionValue, ...] strings")]
+    return _rendering_problems(path, options)
+
+
+def _rendering_problems(path: str, options: dict[str, Any]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if "period" in options:
+        period = options["period"]
+        if not _whole(period) or period < 60 or period % 60:
+            problems.append((f"{path}/period", "Should be a multiple of 60, with 60 as the minimum"))
+    if "stat" in options and not (isinstance(options["stat"], str) and STATISTIC.fullmatch(options["stat"])):
+        problems.append((f"{path}/stat", "Should be a valid CloudWatch statistic"))
+    return problems
+
+
+def dashboard_body_problems(body: Any) -> list[tuple[str, str]]:
+    """(DataPath, Message) for each part of a DashboardBody PutDashboard refuses; [] when it accepts it."""
+    try:
+        parsed = json.loads(body) if isinstance(body, str) else None
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        return [("", "The field DashboardBody must be a valid JSON object")]
+    widgets = parsed.get("widgets")
+    if not isinstance(widgets, list):
+        return [("", "Should have required property 'widgets' (an array)")]
+    if len(widgets) > 500:
+        return [("/widgets", "Should NOT have more than 500 items")]
+    return [
+        problem
+        for index, widget in enumerate(widgets)
+        for problem in _widget_problems(f"/widgets/{index}", widget)
+    ]
+
+
+def _teach_dashboard_validation() -> None:
+    """moto's Dashboard from CloudFormation stores any body (its PutDashboard only parses the JSON); refuse
+    what PutDashboard refuses: CloudFormation's creation of the resource fails with PutDashboard's error."""
+    create = CloudWatchDashboard.create_from_cloudformation_json
+    if getattr(create, "phoenix_taught", False):
+        return
+
+    def create_validated(
+        cls: type, /, name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        properties = cloudformation_json.get("Properties") or {}
+        problems = dashboard_body_problems(properties.get("DashboardBody"))
+        dashboard_name = properties.get("DashboardName")
+        if dashboard_name is not None and not DASHBOARD_NAME.fullmatch(str(dashboard_name)):
+            problems.insert(0, ("DashboardName", "Should be 1 to 255 of A-Z, a-z, 0-9, - and _"))
+        if problems:
+            messages = json.dumps([{"dataPath": path, "message": message} for path, message in problems])
+            logical_id = kwargs.get("LogicalId", name)
+            raise ValidationError(
+                message=f"{logical_id}: InvalidParameterInput: The dashboard body is invalid, "
+                f"there are {len(problems)} validation errors: {messages}"
+            )
+        return create.__func__(cls, name, cloudformation_json, account_id, region_name, **kwargs)  # type: ignore[attr-defined]
+
+    create_validated.phoenix_taught = True  # type: ignore[attr-defined]
+    setattr(CloudWatchDashboard, "create_from_cloudformation_json", classmethod(create_validated))  # noqa: B010
+
+
+# ---------------------------------------------------------------- Rules
+RULE_FUNCTIONS = ("Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or")
+
+
+def _rule_functions(node: Any) -> set[str]:
+    """The intrinsic functions a rule uses (Ref and Condition are no function here)."""
+    if isinstance(node, list):
+        return {name for item in node for name in _rule_functions(item)}
+    if not isinstance(node, dict):
+        return set()
+    own = {key for key in node if key.startswith("Fn::")}
+    return own | {name for value in node.values() for name in _rule_functions(value)}
+
+
+def check_rules(resource_map: parsing.ResourceMap) -> None:
+    """Each rule whose RuleCondition holds (or that has none) must have every assertion hold; the first that
+    does not refuses the stack with its AssertDescription. moto evaluates the rules' functions as it evaluates
+    conditions; a function it has no evaluation for is refused rather than guessed."""
+    template: dict[str, Any] = getattr(resource_map, "_template", {}) or {}
+    parsed, conditions = resource_map._parsed_resources, resource_map.lazy_condition_map
+
+    def holds(expression: Any) -> bool:
+        return bool(parsing.parse_condition(expression, parsed, conditions))  # type: ignore[arg-type]
+
+    for name, rule in (template.get("Rules") or {}).items():
+        unknown = _rule_functions(rule) - set(RULE_FUNCTIONS)
+        if unknown:
+            raise ValidationError(
+                message=f"Template error: rule {name} uses {sorted(unknown)}, not evaluated here"
+            )
+        if "RuleCondition" in rule and not holds(rule["RuleCondition"]):
+            continue
+        for assertion in rule.get("Assertions") or []:
+            if not holds(assertion["Assert"]):
+                raise ValidationError(message=assertion.get("AssertDescription") or f"Rule {name} failed")
+
+
+def _teach_rules() -> None:
+    """After moto's ResourceMap.load (parameters, conditions), check the template's Rules."""
+    load = parsing.ResourceMap.load
+    if getattr(load, "phoenix_taught", False):
+        return
+
+    def load_and_check_rules(self: parsing.ResourceMap) -> None:
+        load(self)
+        check_rules(self)
+
+    load_and_check_rules.phoenix_taught = True  # type: ignore[attr-defined]
+    setattr(parsing.ResourceMap, "load", load_and_check_rules)  # noqa: B010 - patching moto's class
 
 
 teach_moto()

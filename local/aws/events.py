@@ -4,10 +4,14 @@
 `rate(...)` is AWS time, scaled by the time-scale factor; each target gets the EventBridge "Scheduled Event"
 as an asynchronous invocation, as EventBridge sends it.
 
-`EventBus.put`: a service event (the CodePipeline stand-in's state changes) goes to every enabled rule of the
-default bus whose EventPattern matches it (moto's matcher) and on to the rule's SNS targets, through the
-target's InputTransformer (moto's template parser; a string template arrives as its JSON text, quotes
-included, as EventBridge delivers it). moto itself delivers to no SNS target, hence this.
+`EventBus.put`: a service event (the CodePipeline and CodeDeploy stand-ins' state changes) goes to every
+enabled rule of the default bus whose EventPattern matches it (moto's matcher) and on to the rule's SNS and
+Lambda targets, through the target's Input or InputTransformer (moto's template parser; a string template
+arrives as its JSON text, quotes included, as EventBridge delivers it). A Lambda target is invoked
+asynchronously ("EventBridge invokes your function asynchronously", Lambda Developer Guide, "Invoking a
+Lambda function with an EventBridge rule") with the event as JSON: the whole event (without moto's
+`ingestion-time`), or the Input / transformed input parsed. moto itself delivers to no SNS or Lambda target,
+hence this.
 """
 
 from __future__ import annotations
@@ -85,12 +89,16 @@ class Scheduler(Lifecycle):
 
 
 class EventBus:
-    """The default event bus of moto's EventBridge, delivering to SNS targets."""
+    """The default event bus of moto's EventBridge, delivering to SNS targets, and to Lambda targets once
+    `runtime` is set (the Lambda runtime starts after the stacks that hold the rules)."""
 
-    def __init__(self, events: Any, sns: Any, clock: Any = None) -> None:
+    def __init__(
+        self, events: Any, sns: Any, clock: Any = None, runtime: LambdaRuntime | None = None
+    ) -> None:
         self._events = events
         self._sns = sns
         self._clock = clock
+        self.runtime = runtime
 
     def put(self, source: str, detail_type: str, detail: dict[str, Any], resources: list[str]) -> int:
         """Deliver one event; how many targets it reached."""
@@ -117,10 +125,13 @@ class EventBus:
             ):
                 continue
             for target in self._events.list_targets_by_rule(Rule=rule["Name"])["Targets"]:
-                if ":sns:" not in target["Arn"]:
-                    continue
-                self._sns.publish(TopicArn=target["Arn"], Message=_transformed(target, event))
-                delivered += 1
+                if ":sns:" in target["Arn"]:
+                    self._sns.publish(TopicArn=target["Arn"], Message=_transformed(target, event))
+                    delivered += 1
+                elif ":lambda:" in target["Arn"] and self.runtime is not None:
+                    payload = json.loads(_transformed(target, event))
+                    self.runtime.invoke_async(target["Arn"], payload, source=f"events:{rule['Name']}")
+                    delivered += 1
         return delivered
 
 

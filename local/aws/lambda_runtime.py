@@ -20,6 +20,11 @@ stand-in through plain boto3. As on Lambda:
 - Reserved concurrency: at most ReservedConcurrentExecutions invocations of a function run at once (one
   worker thread per slot; 2 slots without a reservation); further events wait in the function's queue, as in
   Lambda's internal event queue.
+- LoggingConfig: the environment gets AWS_LAMBDA_LOG_FORMAT, AWS_LAMBDA_LOG_LEVEL (JSON only) and the log
+  group, and the worker's runtime formats the function's log from them (lambda_bootstrap.py); with LogFormat
+  JSON, lines below ApplicationLogLevel do not reach the log, a line without a readable "level" counting as
+  INFO. moto's Lambda keeps no LoggingConfig: a function a stack created gets the one in the stack's
+  template (`stack_logging_configs`), others AWS's default (Text).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from typing import Any
 from local.aws.moto_server import Aws
 from local.background import Lifecycle
 from local.timescale import TimeScale
+from scripts.stacks import parse_template
 
 BOOTSTRAP = Path(__file__).resolve().parent / "lambda_bootstrap.py"
 DEFAULT_CONCURRENCY = 2
@@ -67,6 +73,26 @@ ERROR_MESSAGE_BYTES = 1024
 # Wall seconds the stand-in waits for a worker process to start before it gives up on the environment (the
 # clock is held meanwhile; a machine this late is broken, not slow).
 READY_WALL_LIMIT = 60.0
+# LoggingConfig (https://docs.aws.amazon.com/lambda/latest/api/API_LoggingConfig.html): LogFormat JSON | Text;
+# ApplicationLogLevel, most detailed first; Lambda sends "application logs at the selected level of detail and
+# lower". A JSON line's "level" is read without case; Python's WARNING and CRITICAL are WARN and FATAL.
+LOG_FORMATS = ("JSON", "Text")
+APPLICATION_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+SYSTEM_LOG_LEVELS = ("DEBUG", "INFO", "WARN")
+_LEVEL_NAMES = {"WARNING": "WARN", "CRITICAL": "FATAL"}
+
+
+def line_level(line: str) -> str:
+    """The level Lambda gives a line of a JSON-format function's log: its JSON "level"; "If the "level" value
+    field is invalid or missing, Lambda will assign the log output the level INFO" (Lambda developer guide,
+    "Log-level filtering")."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return "INFO"
+    level = str(record.get("level", "")).upper() if isinstance(record, dict) else ""
+    level = _LEVEL_NAMES.get(level, level)
+    return level if level in APPLICATION_LOG_LEVELS else "INFO"
 
 
 @dataclass
@@ -77,11 +103,35 @@ class FunctionConfig:
     timeout: float  # AWS seconds (the template's Timeout)
     environment: dict[str, str]
     code_dir: Path
+    runtime: str  # the function's Runtime, e.g. python3.14
     memory: int = 128
     concurrency: int = DEFAULT_CONCURRENCY
     dead_letter_arn: str | None = None  # DeadLetterConfig.TargetArn: an SQS queue or an SNS topic
     max_retries: int = DEFAULT_MAX_RETRIES  # MaximumRetryAttempts of the event invoke config
-    runtime: str = "python3.12"  # the function's Runtime
+    # LoggingConfig; AWS's defaults: Text, and INFO for both levels once the format is JSON.
+    log_format: str = "Text"
+    application_log_level: str = "INFO"
+    system_log_level: str = "INFO"
+    log_group: str = ""  # "" is /aws/lambda/<name>
+
+    def __post_init__(self) -> None:
+        for value, allowed, what in (
+            (self.log_format, LOG_FORMATS, "LogFormat"),
+            (self.application_log_level, APPLICATION_LOG_LEVELS, "ApplicationLogLevel"),
+            (self.system_log_level, SYSTEM_LOG_LEVELS, "SystemLogLevel"),
+        ):
+            if value not in allowed:
+                raise ValueError(
+                    f"{self.name}: LoggingConfig {what} must be one of {', '.join(allowed)}, got {value!r}"
+                )
+
+    def sends(self, line: str) -> bool:
+        """Whether a line the function writes reaches its log (ApplicationLogLevel filters JSON logs only)."""
+        if self.log_format != "JSON":
+            return True
+        return APPLICATION_LOG_LEVELS.index(line_level(line)) >= APPLICATION_LOG_LEVELS.index(
+            self.application_log_level
+        )
 
 
 @dataclass
@@ -187,7 +237,8 @@ class _Worker:
         if self.process.stdout is None:
             return
         for line in self.process.stdout:
-            log(self.fn.name, line.rstrip("\n"))
+            if self.fn.sends(line):
+                log(self.fn.name, line.rstrip("\n"))
 
     def invoke(self, invocation: Invocation, deadline: float) -> _Answer:
         """Run the handler until `deadline` (drill seconds on the AWS clock); past it, kill the process."""
@@ -289,6 +340,7 @@ class LambdaRuntime(Lifecycle):
     def load(self) -> None:
         """Read every function's configuration from moto and start its event queue."""
         client = self._aws.client("lambda")
+        from_stacks = stack_logging_configs(self._aws)
         for page in client.get_paginator("list_functions").paginate():
             for fn in page["Functions"]:
                 name = fn["FunctionName"]
@@ -311,6 +363,7 @@ class LambdaRuntime(Lifecycle):
                 dead_letter = (configuration.get("DeadLetterConfig") or {}).get("TargetArn") or (
                     self._dead_letters.get(name)
                 )
+                logging_config = from_stacks.get(name) or configuration.get("LoggingConfig") or {}
                 config = FunctionConfig(
                     name=name,
                     arn=fn["FunctionArn"],
@@ -322,7 +375,11 @@ class LambdaRuntime(Lifecycle):
                     concurrency=int(reserved) if reserved else DEFAULT_CONCURRENCY,
                     dead_letter_arn=dead_letter,
                     max_retries=int(retries),
-                    runtime=str(fn.get("Runtime") or "python3.12"),
+                    runtime=str(fn["Runtime"]),
+                    log_format=logging_config.get("LogFormat", "Text"),
+                    application_log_level=logging_config.get("ApplicationLogLevel", "INFO"),
+                    system_log_level=logging_config.get("SystemLogLevel", "INFO"),
+                    log_group=logging_config.get("LogGroup", ""),
                 )
                 self.add(config)
 
@@ -369,7 +426,12 @@ class LambdaRuntime(Lifecycle):
             "AWS_LAMBDA_FUNCTION_NAME": fn.name,
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory),
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.name}",
+            "AWS_LAMBDA_LOG_GROUP_NAME": fn.log_group or f"/aws/lambda/{fn.name}",
+            # What the runtime formats the log by (Lambda developer guide, "Log-level filtering": "Lambda sets
+            # the application log level in the runtime using the AWS_LAMBDA_LOG_LEVEL environment variable"
+            # and the format with AWS_LAMBDA_LOG_FORMAT); a level only with JSON, which level filtering needs.
+            "AWS_LAMBDA_LOG_FORMAT": fn.log_format,
+            **({"AWS_LAMBDA_LOG_LEVEL": fn.application_log_level} if fn.log_format == "JSON" else {}),
             "AWS_LAMBDA_LOG_STREAM_NAME": f"local/[$LATEST]{uuid.uuid4().hex}",
             "LAMBDA_TASK_ROOT": str(fn.code_dir),
             "_HANDLER": fn.handler,
@@ -566,3 +628,48 @@ class LambdaRuntime(Lifecycle):
         for worker in workers:
             if worker.alive():
                 worker.kill()
+
+
+def stack_logging_configs(aws: Aws) -> dict[str, dict[str, str]]:
+    """Function name -> the LoggingConfig of the AWS::Lambda::Function that created it, read from its stack's
+    template (GetTemplate) with each Ref resolved to the stack's parameter or resource: moto's CloudFormation
+    drops the property, which GetFunction answers on AWS. One source of truth, the template."""
+    cloudformation = aws.client("cloudformation")
+    configs: dict[str, dict[str, str]] = {}
+    for page in cloudformation.get_paginator("describe_stacks").paginate():
+        for stack in page["Stacks"]:
+            body = cloudformation.get_template(StackName=stack["StackId"])["TemplateBody"]
+            template = body if isinstance(body, dict) else parse_template(body)
+            wanted = {
+                logical: resource["Properties"]["LoggingConfig"]
+                for logical, resource in (template.get("Resources") or {}).items()
+                if resource.get("Type") == "AWS::Lambda::Function"
+                and "LoggingConfig" in (resource.get("Properties") or {})
+            }
+            if not wanted:
+                continue
+            summaries = cloudformation.list_stack_resources(StackName=stack["StackId"])[
+                "StackResourceSummaries"
+            ]
+            physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in summaries}
+            refs = {
+                **{p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters") or []},
+                **physical,
+            }
+            for logical, config in wanted.items():
+                if logical in physical:
+                    where = f"{stack['StackName']} {logical} LoggingConfig"
+                    configs[physical[logical]] = {
+                        k: _literal(v, refs, f"{where}.{k}") for k, v in config.items()
+                    }
+    return configs
+
+
+def _literal(value: Any, refs: Mapping[str, str], where: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and list(value) == ["Ref"] and value["Ref"] in refs:
+        return refs[value["Ref"]]
+    raise ValueError(
+        f"{where}: the stand-in reads a string or a Ref to a parameter or resource, got {value!r}"
+    )

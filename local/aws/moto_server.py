@@ -106,6 +106,17 @@ def _clean_env() -> None:
         os.environ[key] = value
 
 
+class _OneLineErrors(logging.Filter):
+    """werkzeug logs an exception in moto (a 500 answer, e.g. GetMetricData with a percentile statistic, which
+    moto 5.2.5 cannot serialise) as "Error on request" and the whole traceback: keep its last line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Error on request"):
+            record.msg, record.args = f"moto answered 500: {message.strip().splitlines()[-1]}", ()
+        return True
+
+
 @contextmanager
 def moto_server(extra_env: Mapping[str, str] | None = None, scale: TimeScale | None = None) -> Iterator[Aws]:
     """Run moto on a free loopback port for the duration of the block; backends and environment are reset.
@@ -113,6 +124,8 @@ def moto_server(extra_env: Mapping[str, str] | None = None, scale: TimeScale | N
     saved = dict(os.environ)
     _clean_env()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    if not any(isinstance(f, _OneLineErrors) for f in logging.getLogger("werkzeug").filters):
+        logging.getLogger("werkzeug").addFilter(_OneLineErrors())
     # moto's CloudFormation names each type it skips; local/aws/cloudformation.py teaches it most of them.
     logging.getLogger("moto").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)

@@ -68,6 +68,19 @@ class Deployment:
 
 
 @dataclass(frozen=True)
+class Scorecard:
+    """A deployment's scorecard, as the release-report function wrote it to the artifact bucket."""
+
+    deployment: str
+    key: str  # without its .json / .html
+    verdict: str | None  # None: not written
+    image_tag: str | None = None
+    gates: list[str] = field(default_factory=list)  # "<lifecycle event> <status>"
+    picture: bool = False  # the HTML holds the SVG chart
+    linked: bool = False  # a notification links it (S3 console URL or s3:// URI)
+
+
+@dataclass(frozen=True)
 class Redeployment:
     """The auto-rollback Lambda's redeployment of the last known-good revision."""
 
@@ -158,6 +171,7 @@ class Result:
     time_to_restore: Seconds | None = None
     detect_from: str = "deployment start"
     notifications: list[Notification] = field(default_factory=list)
+    scorecards: list[Scorecard] = field(default_factory=list)
     window: Window | None = None
     decision_at: float | None = None
     restore_at: float | None = None

@@ -11,10 +11,13 @@ notifications) into a typed `Result`; `check` compares it with the scenario's `E
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from local.aws.codedeploy import FINISHED_STATUSES
 from local.aws.codedeploy.ecs_engine import HOOK_TIMEOUT_SECONDS, INSTALL_TIMEOUT_SECONDS
@@ -29,6 +32,7 @@ from local.drill.results import (
     PipelineRun,
     Redeployment,
     Result,
+    Scorecard,
     Seconds,
     Users,
     VersionCount,
@@ -40,6 +44,7 @@ from local.drill.traffic import UserRequest
 from local.drill.traffic import Users as SimulatedUsers
 from local.drill.world import BUILD_TIMEOUT_FLOOR_SECONDS, Event, World
 from local.timescale import TimeScale
+from scripts.stacks import ROOT
 
 # make demo's user load, in requests per AWS minute: what the machine carries at the demo's x120 (120 requests
 # a wall second; make bench runs a production-like 200 a minute at x40).
@@ -104,14 +109,16 @@ class Timeline:
     def _lambda_text(self, record: dict[str, Any]) -> str | None:
         decision = str(record.get("decision", ""))
         function = record.get("function")
-        if function == "health_check" and decision.startswith("scheduled"):
+        if function == "health_check" and decision in ("scheduled health check", "production check"):
             verdict = str(record.get("verdict", ""))
             if verdict == self._last_health:
                 return None
             self._last_health = verdict
-            return f"check     scheduled health check: production {verdict}"
-        if function == "health_check":
+            return f"check     {decision}: production {verdict}"
+        if function == "health_check" and decision == "lifecycle hook verdict":
             return f"check     hook: {record.get('status', '')} - {record.get('reason', decision)}"
+        if function == "health_check":
+            return f"check     {decision}"
         if function == "auto_rollback":
             return f"lambda    auto-rollback: {decision} [{record.get('action', '')}]"
         return None
@@ -320,6 +327,50 @@ def _production_shifts(events: list[Event], deployment_id: str) -> list[Event]:
     ]
 
 
+# The release-report function's REPORT_PREFIX (lambda-functions.yaml): its scorecards' keys. The drill copies
+# each HTML scorecard out of the stand-in's bucket into SCORECARD_DIR, beside its own report.
+SCORECARD_PREFIX = "release-reports/"
+SCORECARD_DIR = ROOT / "build" / "drill" / "scorecards"
+
+
+def scorecard(world: World, deployment_id: str, notes_from: int) -> Scorecard:
+    """The deployment's scorecard, read back from the artifact bucket once the release-report function (run
+    asynchronously on CodeDeploy's end event) has written it and mailed its link: within two AWS minutes."""
+    key = f"{SCORECARD_PREFIX}{world.group}/{deployment_id}"
+    links = (quote(f"{key}.html", safe=""), f"s3://{world.artifact_bucket}/{key}")
+
+    def linked() -> bool:
+        return any(
+            any(link in note["message"] for link in links) for note in world.notifications[notes_from:]
+        )
+
+    def read(suffix: str) -> str | None:
+        try:
+            body = world.s3.get_object(Bucket=world.artifact_bucket, Key=key + suffix)["Body"]
+        except world.s3.exceptions.NoSuchKey:
+            return None
+        return str(body.read().decode())
+
+    with contextlib.suppress(TimeoutError):  # read what is there: the claim says what is missing
+        world.wait_for(linked, world.scale.drill(120) + 5, f"the scorecard of {deployment_id}", poll=0.1)
+    data, html = read(".json"), read(".html")
+    if data is None:
+        return Scorecard(deployment_id, key, None, linked=linked())
+    card = json.loads(data)
+    if html is not None:
+        SCORECARD_DIR.mkdir(parents=True, exist_ok=True)
+        (SCORECARD_DIR / f"{deployment_id}.html").write_text(html)
+    return Scorecard(
+        deployment_id,
+        key,
+        (card.get("deployment") or {}).get("verdict"),
+        (card.get("release") or {}).get("image_tag"),
+        [f"{g.get('event')} {g.get('status')}" for g in card.get("gates") or []],
+        picture=html is not None and "<svg" in html,
+        linked=linked(),
+    )
+
+
 def measure(world: World, users: SimulatedUsers, scenario: Scenario, driven: Drive) -> Result:
     """Account for the window's requests and read its events into a Result (checked against Expected)."""
     scale = world.scale
@@ -419,6 +470,11 @@ def measure(world: World, users: SimulatedUsers, scenario: Scenario, driven: Dri
             Notification(round(n["t"], 3), n["subject"], n["message"].strip().split("\n")[0][:200])
             for n in world.notifications[driven.notes_from :]
         ],
+        scorecards=[
+            scorecard(world, i, driven.notes_from)
+            for i in (driven.deployment_id, (redeployment or {}).get("deploymentId"))
+            if i
+        ],
         window=Window(round(driven.start, 3), round(driven.end, 3)),
         decision_at=None if decision_t is None else round(decision_t, 3),
         restore_at=None if restore_t is None else round(restore_t, 3),
@@ -441,6 +497,9 @@ def run_scenario(
     counts = result.users
     if result.pipeline is not None:
         timeline.say(f"pipeline  {result.pipeline.path} (execution {result.pipeline.execution_id[:8]})")
+    for card in result.scorecards:
+        where = SCORECARD_DIR.relative_to(ROOT) / f"{card.deployment}.html" if card.picture else "no HTML"
+        timeline.say(f"report    {card.deployment} scorecard: {card.verdict or 'missing'} ({where})")
     timeline.say(
         f"=== {scenario.name}: {result.outcome} - {counts.failed} failed + {counts.timed_out} timed out of "
         f"{counts.total} user requests; serving {result.serving_before} -> {result.serving_after}"

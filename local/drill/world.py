@@ -54,6 +54,7 @@ from scripts.stacks import CLUSTER, LAMBDA, PIPELINE, ROOT, load_template, tags
 # function wants an integer). Network timeouts are scaled with the floor. Everything else is the template's.
 SCALED_SECONDS = {
     "VALIDATION_INTERVAL_SECONDS": False,
+    "PRODUCTION_CHECK_SECONDS": False,
     "TARGET_READY_SECONDS": False,
     "ROLLBACK_COOLDOWN_SECONDS": True,
     "DEPLOYMENT_TIMEOUT": True,
@@ -144,6 +145,8 @@ class World(Lifecycle):
                 self.emit("lambda-log", f"{function}: {line.strip()[:200]}", function=function, raw=True)
             return
         if isinstance(record, dict):
+            if "function" in record and "decision" not in record:  # a decision in Lambda's JSON log format
+                record = {**record, "decision": record.get("message")}
             self.emit(
                 "lambda",
                 f"{function}: {record.get('decision') or record.get('message') or ''}",
@@ -250,6 +253,8 @@ class World(Lifecycle):
             {
                 "ArtifactBucket": bucket,
                 "TestTraffic": traffic_parameter(),
+                # The spec's literal rule checks production once every HEALTH_CHECK_INTERVAL.
+                **({"ProductionCheckSeconds": "60"} if self.literal else {}),
                 **overrides.get(LAMBDA.name, {}),
             },
         )
@@ -316,6 +321,7 @@ class World(Lifecycle):
             )
         )
         self.runtime.load()
+        self.event_bus.runtime = self.runtime  # rules with Lambda targets (the release report)
         self.sns_delivery = SnsDelivery(self.aws, self.runtime)
         self.engine = EcsBlueGreenEngine(
             elbv2=self.elbv2,
@@ -327,6 +333,7 @@ class World(Lifecycle):
             publish=self.sns_delivery.publish,
             scale=self.scale,
             emit=self.emit,
+            put_event=self.event_bus.put,
         )
         self.service.engine = self.engine
         if self.literal:

@@ -17,6 +17,8 @@ from botocore.config import Config as BotoConfig
 from hypothesis import given
 from hypothesis import strategies as st
 
+from local.aws.lambda_bootstrap import JsonFormatter
+
 pytestmark = pytest.mark.unit
 
 
@@ -135,32 +137,35 @@ def test_settings_are_read_on_first_use_and_a_bad_one_again_each_time(
     assert (settings(), settings(), read) == ("set", "set", ["", "", "set"])
 
 
-class Context:
-    def __init__(self, request_id: str) -> None:
-        self.aws_request_id = request_id
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 1000
-
-
-def test_a_decision_line_names_the_function_the_decision_and_the_request(
+def test_a_decision_is_the_message_of_lambdas_json_line_and_its_fields_are_keys(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     log = common.DecisionLog("unit_test")
     caplog.set_level(logging.INFO, "phoenix.unit_test")
-    with common.invocation(Context("req-1")):
-        log("stopped deployment d-1", action="stopped")
-    log("outside")
-    lines = [json.loads(r.getMessage()) for r in caplog.records]
-    assert lines == [
-        {
-            "function": "unit_test",
-            "decision": "stopped deployment d-1",
-            "request_id": "req-1",
-            "action": "stopped",
-        },
-        {"function": "unit_test", "decision": "outside", "request_id": ""},
-    ]
+    at = datetime(2026, 11, 20, 10, 2, 7, tzinfo=UTC)
+    log("stopped deployment d-1", logging.WARNING, action="stopped", at=at, name="taken", message="taken too")
+    [line] = [json.loads(JsonFormatter().format(r)) for r in caplog.records]
+    lambdas = {"timestamp": line["timestamp"], "level": "WARNING", "logger": "phoenix.unit_test"}
+    assert line == {
+        **lambdas,
+        "message": "stopped deployment d-1",
+        "function": "unit_test",
+        "action": "stopped",
+        "at": str(at),  # JSON cannot encode it: as text, or Lambda's formatter would lose the whole line
+        "name_": "taken",  # fields named like a LogRecord's or Lambda's keys
+        "message_": "taken too",
+    }
+
+
+def test_decisions_follow_lambdas_log_level_and_are_info_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_LOG_LEVEL", "WARN")  # LogFormat JSON: the runtime sets the root logger
+    with_level = common.DecisionLog("unit_json")
+    with_level("checked")
+    assert with_level.logger.level == logging.NOTSET
+    monkeypatch.delenv("AWS_LAMBDA_LOG_LEVEL")  # Text: the runtime leaves the root logger at WARNING
+    without = common.DecisionLog("unit_text")
+    without("checked")
+    assert without.logger.getEffectiveLevel() == logging.INFO
 
 
 @pytest.mark.parametrize(
@@ -178,14 +183,33 @@ def test_alarm_times_as_cloudwatch_writes_them(text: str, expected: float | None
 
 @given(st.text(max_size=400))
 def test_a_subject_is_what_sns_takes(text: str) -> None:
-    subject = ar.subject_line(text)
+    subject = common.subject_line(text)
     assert len(subject) <= 99  # "less than 100 characters long"
     assert all(" " <= c <= "~" for c in subject)  # ASCII without line breaks or control characters
 
 
 @given(st.text(max_size=2000), st.integers(min_value=64, max_value=4096))
 def test_a_message_is_valid_utf8_within_its_limit(text: str, limit: int) -> None:
-    fitted = ar.fit_utf8(text, limit)
+    fitted = common.fit_utf8(text, limit)
     assert len(fitted.encode("utf-8")) <= limit  # strict: no lone surrogate left
     if len(text.encode("utf-8", "replace")) <= limit:
         assert fitted == text.encode("utf-8", "replace").decode()
+
+
+@given(st.text(max_size=300), st.text(max_size=3000), st.integers(min_value=0, max_value=120_000))
+def test_a_notification_is_one_publish_for_mail_and_chat_within_snss_limit(
+    subject: str, body: str, repeat: int
+) -> None:
+    """botocore SNS Publish: MessageStructure "json" needs a "default" string; a Message of at most 262,144
+    bytes. Chat channels (HTTPS) get the custom-notification schema, the rest the text itself."""
+    text = body * (repeat // max(1, len(body))) if body else body
+    message = common.notification_message(subject, text)
+    assert len(message.encode("utf-8")) <= common.MESSAGE_MAX_BYTES
+    parts = json.loads(message)
+    assert set(parts) == {"default", "https"}
+    if len(json.dumps(text, ensure_ascii=False).encode()) < common.MESSAGE_MAX_BYTES // 2:
+        assert parts["default"] == text.encode("utf-8", "replace").decode()
+    chat = json.loads(parts["https"])
+    assert (chat["version"], chat["source"]) == ("1.0", "custom")
+    assert chat["content"]["title"] == common.subject_line(subject)
+    assert len(chat["content"]["description"].encode()) <= common.CHAT_MAX_BYTES

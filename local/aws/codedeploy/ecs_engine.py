@@ -54,6 +54,20 @@ HOOK_TIMEOUT_SECONDS = 3600
 INSTALL_TIMEOUT_SECONDS = 3600
 # ECS starts a failed task's replacement after a pause (its service scheduler throttles repeated failures).
 TASK_RETRY_AWS_SECONDS = START_RETRY_SECONDS
+# CodeDeploy's EventBridge event ("CodeDeploy Deployment State-change Notification": AWS's sample in the
+# EventBridge events reference; states as aws-lambda-go's events/codedeploy.go names them) per trigger event.
+# DeploymentRollback has none: the rollback is a deployment of its own, with its own events, which this engine
+# does not send (its rollback deployments run inside the rolled-back one's thread): a known difference.
+STATE_CHANGE = "CodeDeploy Deployment State-change Notification"
+EVENTBRIDGE_STATES = {
+    "DeploymentStart": "START",
+    "DeploymentSuccess": "SUCCESS",
+    "DeploymentFailure": "FAILURE",
+    "DeploymentStop": "STOP",
+    "DeploymentReady": "READY",
+}
+# EventBus.put(source, detail_type, detail, resources) of local/aws/events.py.
+PutEvent = Callable[[str, str, dict[str, Any], list[str]], Any]
 # AWS does not document how often CodeDeploy polls a deployment's alarms; every 5 AWS seconds here (a slower
 # poll would delay the alarm gate by at most its period).
 ALARM_POLL_AWS_SECONDS = 5.0
@@ -131,7 +145,9 @@ class EcsBlueGreenEngine:
         publish: Callable[[str, str, str], None],
         scale: TimeScale,
         emit: Emit,
+        put_event: PutEvent | None = None,
     ) -> None:
+        self._put_event = put_event
         self._elbv2 = elbv2
         self._ecs = ecs
         self._cw = cloudwatch
@@ -572,6 +588,24 @@ class EcsBlueGreenEngine:
         return task_definition.rsplit("/", 1)[-1]
 
     def _trigger(self, group: dict[str, Any], dep_id: str, event: str, status: str) -> None:
+        """The deployment group's SNS triggers for `event`, and CodeDeploy's EventBridge event for it (AWS
+        sends both: triggers to the group's topics, state changes to the default bus whatever the group)."""
+        state = EVENTBRIDGE_STATES.get(event)
+        if state and self._put_event is not None:
+            application, name = group.get("applicationName"), group.get("deploymentGroupName")
+            detail = {
+                "instanceGroupId": group.get("deploymentGroupId"),
+                "region": REGION,
+                "application": application,
+                "deploymentId": dep_id,
+                "state": state,
+                "deploymentGroup": name,
+            }
+            resources = [
+                f"arn:aws:codedeploy:{REGION}:{ACCOUNT_ID}:application:{application}",
+                f"arn:aws:codedeploy:{REGION}:{ACCOUNT_ID}:deploymentgroup:{application}/{name}",
+            ]
+            self._put_event("aws.codedeploy", STATE_CHANGE, detail, resources)
         for trigger in group.get("triggerConfigurations") or []:
             if event not in (trigger.get("triggerEvents") or []):
                 continue
