@@ -493,3 +493,35 @@ def test_the_page_is_static_html_with_the_svg(tmp_path: Path) -> None:
     assert "300 user requests per AWS minute" in page
     assert "http" not in page.replace("http://www.w3.org/2000/svg", "")  # no external asset
     ET.fromstring((tmp_path / "report.svg").read_text())  # noqa: S314 - our own output
+
+
+def test_the_goals_table_shows_each_goal_with_both_policies_and_whether_phoenix_meets_it() -> None:
+    """Issue 12's goals are met on the phoenix policy's median and worst run; the literal rule is beside."""
+    phoenix = Setting("phoenix")
+    literal = Setting("literal")
+    regression = [
+        dataclasses.replace(result("regression-after-completion", "resurrected", 80, 190, f), exposed_at=1.0)
+        for f in (2.0, 2.5, 4.0)
+    ]
+    batches = {
+        phoenix: [
+            report([*regression, result("healthy", "promoted"), result("bad-under-traffic", failed=0.0)])
+        ],
+        literal: [report([result("regression-after-completion", "resurrected", 200, 400, 12.0)])],
+    }
+    rows = {(r.goal, r.scenario): r for r in bench.goal_rows(batches)}
+    failed = rows[("failed <= 3 %", "regression-after-completion")]
+    assert failed.figures == {"phoenix": (2.5, 4.0), "literal": (12.0, 12.0)}
+    assert failed.met is False  # the worst run is over the limit
+    assert rows[("detect <= 90 s", "regression-after-completion")].met is True
+    assert rows[("restore <= 120 s after the decision", "regression-after-completion")].figures[
+        "phoenix"
+    ] == (
+        110.0,
+        110.0,
+    )
+    assert rows[("no false rollback in any run", "healthy")].met is True
+    # Stopped before any user request: detect counts 0 from exposure; no restore figure fails the goal.
+    assert rows[("detect <= 60 s from exposure", "bad-under-traffic")].met is True
+    assert rows[("restore <= 10 s after the decision", "bad-under-traffic")].met is False
+    assert ("failed <= 3 %", "noisy-healthy") not in rows  # not run: no row

@@ -136,6 +136,28 @@ def test_high_resolution_alarms_are_evaluated_every_10_seconds_standard_ones_eac
     assert times["high-resolution"] == list(range(11, 122, 10))
 
 
+def test_a_late_tick_still_evaluates_every_evaluation_time_it_passed_at_its_own_time(drill: Drill) -> None:
+    """AWS evaluates each minute (10 s for high resolution) whatever happens to the stand-in's loop thread: a
+    tick 2.5 minutes late evaluates the times it missed, each seeing only what was visible then."""
+    drill.alarm("standard")
+    drill.alarm("high-resolution", Period=10)
+    drill.evaluator.tick(drill.t(1))
+    drill.evaluator.tick(drill.t(6))
+    drill.publish(95, 70.0, 1.0)  # breaching, seen at 95 (then a few seconds of custom-metric lag)
+    drill.evaluator.tick(drill.t(160))  # the thread slept through the times at 30 and 90 (and 10 ... 150)
+    times: dict[str, list[int]] = {"standard": [], "high-resolution": []}
+    states: dict[int, str] = {}
+    for record in drill.evaluator.evaluations:
+        times[record.alarm].append(round(drill.scale.aws(record.t)))
+        if record.alarm == "standard":
+            states[round(drill.scale.aws(record.t))] = record.state
+    assert times["standard"] == [30, 90, 160]
+    # At most CATCH_UP (12) earlier times per cadence: 10, 20 and 30 are lost (a thread 2 minutes late).
+    assert times["high-resolution"] == [*range(40, 151, 10), 160]
+    # At 30 and 90 the datum was not visible yet; at 160 it is, and its period [60, 120) is complete.
+    assert [states[30], states[90], states[160]] == ["OK", "OK", "ALARM"]
+
+
 def test_the_loop_sweeps_every_few_aws_seconds_on_the_aws_clock() -> None:
     scale = TimeScale(factor=120)
     evaluator = AlarmEvaluator(cloudwatch=None, scale=scale, deliver_sns=lambda *_: None)

@@ -73,6 +73,8 @@ STANDARD_EVALUATION_SECONDS = 60.0
 # high-resolution alarm" (botocore's cloudwatch model, PutMetricAlarmInput.Period).
 HIGH_RESOLUTION_EVALUATION_SECONDS = 10.0
 HIGH_RESOLUTION_PERIODS = frozenset({10.0, 20.0, 30.0})
+# Evaluation times a late tick still evaluates, per cadence (a thread starved longer loses the older ones).
+CATCH_UP = 12
 # AWS does not document at which second of the minute an alarm is evaluated (one observed at :29 past,
 # https://github.com/guardian/support-service-lambdas/pull/2663): the stand-in evaluates in the middle.
 # The window: "SlidingWindow - the default. The window advances each time the alarm is evaluated" (CloudWatch
@@ -363,12 +365,25 @@ class AlarmEvaluator(Lifecycle):
             now = self._scale.now() if now is None else now
             self.sweep(now)
             slots = {cadence: self._slot(cadence, now) for cadence in self._last_slot}
+            due: dict[float, list[float]] = {}
             if self._ticked:
-                due = {c for c, slot in slots.items() if slot > self._last_slot[c]}
+                # Every evaluation time passed since the last tick: the last one now, as ever; any earlier one
+                # (this loop's thread was late by more than a cadence) at its own time, as AWS evaluated it.
+                due = {
+                    c: [
+                        *(
+                            self._slot_time(c, k)
+                            for k in range(max(self._last_slot[c] + 1, slot - CATCH_UP), slot)
+                        ),
+                        now,
+                    ]
+                    for c, slot in slots.items()
+                    if slot > self._last_slot[c]
+                }
                 if not self._high_resolution:
-                    due.discard(HIGH_RESOLUTION_EVALUATION_SECONDS)
+                    due.pop(HIGH_RESOLUTION_EVALUATION_SECONDS, None)
             else:
-                due, self._ticked = set(), True
+                self._ticked = True
             self._last_slot.update(slots)
             if not due:
                 return
@@ -376,9 +391,10 @@ class AlarmEvaluator(Lifecycle):
             self._high_resolution = any(
                 self._cadence(alarm) == HIGH_RESOLUTION_EVALUATION_SECONDS for alarm in alarms
             )
-            for alarm in alarms:
-                if self._cadence(alarm) in due:
-                    self._evaluate_one(alarm, now)
+            for at in sorted({t for times in due.values() for t in times}):
+                for alarm in alarms:
+                    if at in due.get(self._cadence(alarm), ()):
+                        self._evaluate_one(alarm, at)
 
     def evaluate_all(self, now: float | None = None) -> None:
         """Sweep, then evaluate every alarm at `now` (drill seconds; tests choose it), cadence or not."""
@@ -423,6 +439,10 @@ class AlarmEvaluator(Lifecycle):
         if self._period(alarm) in HIGH_RESOLUTION_PERIODS:
             return HIGH_RESOLUTION_EVALUATION_SECONDS
         return STANDARD_EVALUATION_SECONDS
+
+    def _slot_time(self, cadence: float, slot: int) -> float:
+        """Drill seconds of evaluation time `slot` (AWS: phase % cadence + slot * cadence)."""
+        return self._scale.drill(self._phase % cadence + slot * cadence)
 
     def _slot(self, cadence: float, now: float) -> int:
         """Which evaluation time of `cadence` `now` follows (evaluation times at phase + k * cadence)."""

@@ -202,6 +202,124 @@ def summarise(batches: dict[Setting, list[Report]]) -> list[Row]:
     return rows
 
 
+# ---------------------------------------------------------------- issue 12's goals
+def _failed(r: Result) -> float:
+    return r.users.blast_radius_percent
+
+
+def _detect_from_exposure(r: Result) -> float | None:
+    """Seconds from the release's first production traffic to the decision; 0 when it was stopped before any
+    user request reached it (the test-traffic gate)."""
+    if r.exposed_at is None:
+        return 0.0
+    return r.time_to_detect.aws if r.time_to_detect else None
+
+
+def _restore_after_decision(r: Result) -> float | None:
+    if r.time_to_detect is None or r.time_to_restore is None:
+        return None
+    return round(r.time_to_restore.aws - r.time_to_detect.aws, 1)
+
+
+def _rolled_back(r: Result) -> float:
+    return 0.0 if classify(r) == "promoted" else 1.0
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One goal of issue 12: a figure per run, met when its median and its worst run are within the limits."""
+
+    scenarios: tuple[str, ...]
+    text: str
+    measure: Callable[[Result], float | None]
+    median_limit: float
+    worst_limit: float
+
+
+GOALS = (
+    Goal(("broken-health", "hanging"), "failed user requests 0 %", _failed, 0.0, 0.0),
+    Goal(("bad-under-traffic", "bad-under-traffic-20"), "failed <= 0.5 % (worst 1 %)", _failed, 0.5, 1.0),
+    Goal(
+        ("bad-under-traffic", "bad-under-traffic-20"),
+        "detect <= 60 s from exposure",
+        _detect_from_exposure,
+        60.0,
+        60.0,
+    ),
+    Goal(
+        ("bad-under-traffic", "bad-under-traffic-20"),
+        "restore <= 10 s after the decision",
+        _restore_after_decision,
+        10.0,
+        10.0,
+    ),
+    Goal(("regression-after-completion",), "failed <= 3 %", _failed, 3.0, 3.0),
+    Goal(("regression-after-completion",), "detect <= 90 s", _detect_from_exposure, 90.0, 90.0),
+    Goal(
+        ("regression-after-completion",),
+        "restore <= 120 s after the decision",
+        _restore_after_decision,
+        120.0,
+        120.0,
+    ),
+    Goal(("healthy", "noisy-healthy"), "no false rollback in any run", _rolled_back, 0.0, 0.0),
+)
+
+
+@dataclass(frozen=True)
+class GoalRow:
+    """A goal for one scenario: the figure's median and worst run under each policy, and whether phoenix
+    meets it (both within the limits, and in every run measured)."""
+
+    goal: str
+    scenario: str
+    figures: dict[str, tuple[float, float] | None]  # policy -> (median, worst)
+    met: bool
+
+
+def goal_rows(batches: dict[Setting, list[Report]]) -> list[GoalRow]:
+    """Each goal for each of its scenarios that ran; a run whose figure is missing fails the goal."""
+    rows = []
+    for goal in GOALS:
+        for name in goal.scenarios:
+            values = {
+                setting.policy: [
+                    goal.measure(r) for report in reports for r in report.scenarios if r.scenario == name
+                ]
+                for setting, reports in batches.items()
+            }
+            if not values.get("phoenix"):
+                continue
+            figures = {
+                policy: (round(statistics.median(known), 1), round(max(known), 1))
+                if (known := [v for v in found if v is not None])
+                else None
+                for policy, found in values.items()
+            }
+            phoenix = figures["phoenix"]
+            met = (
+                phoenix is not None
+                and None not in values["phoenix"]
+                and phoenix[0] <= goal.median_limit
+                and phoenix[1] <= goal.worst_limit
+            )
+            rows.append(GoalRow(goal.text, name, figures, met))
+    return rows
+
+
+def _goal_cell(figures: tuple[float, float] | None) -> str:
+    return figure(None) if figures is None else f"{figures[0]:g} (worst {figures[1]:g})"
+
+
+GOAL_COLUMNS: list[Column[GoalRow]] = [
+    Column("goal (issue 12)", 36, lambda row: row.goal),
+    Column("scenario", 28, lambda row: row.scenario),
+    Column("phoenix median (worst)", 22, lambda row: _goal_cell(row.figures.get("phoenix")), ">"),
+    Column("literal rule (worst)", 22, lambda row: _goal_cell(row.figures.get("literal")), ">"),
+    Column("met", 4, lambda row: "yes" if row.met else "NO", ">"),
+]
+
+
 # ---------------------------------------------------------------- the factor comparison
 @dataclass(frozen=True)
 class Agreement:
@@ -319,11 +437,23 @@ class Outcome:
 def policies_mode(runs: int, factor: float, rate: float, runner: Runner = run) -> Outcome:
     batches = {s: bench_runs(s, runs, runner=runner) for s in (Setting(p, factor, rate) for p in POLICIES)}
     rows = summarise(batches)
+    goals = goal_rows(batches)
     text = (
         f"{render(POLICY_COLUMNS, rows)}\n\nmedians (and min-max) over {runs} run(s); detect/restore in "
-        f"AWS-equivalent seconds\n(time scale x{factor:g}, {rate:g} user requests per AWS minute)"
+        f"AWS-equivalent seconds\n(time scale x{factor:g}, {rate:g} user requests per AWS minute)\n\n"
+        f"{render(GOAL_COLUMNS, goals)}\n\nissue 12's goals: met when the phoenix policy's median and worst "
+        "run are within them;\ndetect counts from the release's first production traffic "
+        "(0: stopped before any)"
     )
-    return Outcome(text, {"mode": "policies", "rows": [asdict(r) for r in rows], "runs": _runs_json(batches)})
+    return Outcome(
+        text,
+        {
+            "mode": "policies",
+            "rows": [asdict(r) for r in rows],
+            "goals": [asdict(g) for g in goals],
+            "runs": _runs_json(batches),
+        },
+    )
 
 
 def factors_mode(runs: int, factors: tuple[float, float], rate: float, runner: Runner = run) -> Outcome:
