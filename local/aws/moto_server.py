@@ -108,12 +108,21 @@ def _clean_env() -> None:
 
 class _OneLineErrors(logging.Filter):
     """werkzeug logs an exception in moto (a 500 answer, e.g. GetMetricData with a percentile statistic, which
-    moto 5.2.5 cannot serialise) as "Error on request" and the whole traceback: keep its last line."""
+    moto 5.2.5 cannot serialise) as "Error on request" and the whole traceback: keep its last line, once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if message.startswith("Error on request"):
-            record.msg, record.args = f"moto answered 500: {message.strip().splitlines()[-1]}", ()
+        if not message.startswith("Error on request"):
+            return True
+        last = message.strip().splitlines()[-1]
+        if last in self._seen:
+            return False
+        self._seen.add(last)
+        record.msg, record.args = f"moto answered 500: {last} (the same error again is not shown)", ()
         return True
 
 
