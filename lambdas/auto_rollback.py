@@ -27,7 +27,9 @@ On AWS:
 - CodeDeploy's refusals become outcomes: DeploymentAlreadyCompletedException (CodeDeploy stopped it first),
   DeploymentLimitExceededException (another deployment started meanwhile). When botocore had retried the
   call (its first answer was lost), the refusal can be the echo of the first attempt: what really happened
-  is read back from CodeDeploy and reported.
+  is read back from CodeDeploy and reported. A deployment that completes as it is stopped (refused, or ended
+  Succeeded anyway) leaves the bad release serving without an original: the same delivery is judged again
+  from the history, and the last known-good revision is redeployed.
 
 Exactly one action for duplicate or concurrent deliveries, without in-memory state: reserved concurrency 1
 serialises the deliveries, CodeDeploy refuses a second deployment in flight and a second stop, and the
@@ -975,6 +977,15 @@ def process(alarm: Alarm, config: Config, deadline: float) -> Outcome:
         now = datetime.now(UTC)
         decision = judge(with_install(Situation(alarm, config, now, tuple(load_history(config, now)))))
         outcome = act(decision, alarm, config, deadline)
+        if isinstance(decision, Stop) and outcome.details.get("status") == "Succeeded":
+            # The stop came as the deployment completed: the release the alarm is about serves now, with no
+            # original left to go back to. Judged again, the history redeploys the last known-good revision
+            # (the alarm changed state after that deployment began: not a stale one).
+            log(outcome.headline + "; judging again", **outcome.as_dict())
+            now = datetime.now(UTC)
+            decision = judge(with_install(Situation(alarm, config, now, tuple(load_history(config, now)))))
+            if not isinstance(decision, Stop):
+                outcome = act(decision, alarm, config, deadline)
     except (ClientError, BotoCoreError) as exc:
         failed = Outcome("failed", "could not complete the rollback decision", alarm, {"error": str(exc)})
         log("aws error", logging.ERROR, alarm=alarm.name, error=str(exc))
