@@ -973,17 +973,20 @@ def notify(outcome: Outcome, config: Config) -> None:
 def process(alarm: Alarm, config: Config, deadline: float) -> Outcome:
     """Judge from CodeDeploy's history, act, notify; an AWS error that remains is notified (best effort) and
     raised."""
-    try:
+
+    def decide_now() -> Nothing | Stop | Redeploy:
         now = datetime.now(UTC)
-        decision = judge(with_install(Situation(alarm, config, now, tuple(load_history(config, now)))))
+        return judge(with_install(Situation(alarm, config, now, tuple(load_history(config, now)))))
+
+    try:
+        decision = decide_now()
         outcome = act(decision, alarm, config, deadline)
         if isinstance(decision, Stop) and outcome.details.get("status") == "Succeeded":
             # The stop came as the deployment completed: the release the alarm is about serves now, with no
             # original left to go back to. Judged again, the history redeploys the last known-good revision
             # (the alarm changed state after that deployment began: not a stale one).
             log(outcome.headline + "; judging again", **outcome.as_dict())
-            now = datetime.now(UTC)
-            decision = judge(with_install(Situation(alarm, config, now, tuple(load_history(config, now)))))
+            decision = decide_now()
             if not isinstance(decision, Stop):
                 outcome = act(decision, alarm, config, deadline)
     except (ClientError, BotoCoreError) as exc:

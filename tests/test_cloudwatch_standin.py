@@ -19,6 +19,7 @@ from local.aws.cloudwatch import (
     EvaluationRecord,
     StateChange,
     Window,
+    storage_resolution_kept,
 )
 from local.timescale import TimeScale
 
@@ -156,6 +157,24 @@ def test_a_late_tick_still_evaluates_every_evaluation_time_it_passed_at_its_own_
     assert times["high-resolution"] == [*range(40, 151, 10), 160]
     # At 30 and 90 the datum was not visible yet; at 160 it is, and its period [60, 120) is complete.
     assert [states[30], states[90], states[160]] == ["OK", "OK", "ALARM"]
+
+
+@pytest.mark.parametrize(("resolution", "period_start"), [(1, 40.0), (60, 0.0)])
+def test_a_high_resolution_alarm_sees_a_regular_resolution_datum_only_at_the_start_of_its_minute(
+    drill: Drill, resolution: int, period_start: float
+) -> None:
+    """botocore: StorageResolution 60 (the default) is stored "at 1-minute resolution", and a 10-30 s alarm on
+    such a metric "does not receive data for the attempts that do not correspond to a one-minute data
+    resolution". A health check publishing every 20 s must say StorageResolution 1."""
+    drill.alarm(Period=20)
+    with storage_resolution_kept():
+        stamp = datetime.fromtimestamp(drill.scale.timestamp(drill.t(45.0)), UTC)
+        datum = {"MetricName": "HealthCheckFailed", "Dimensions": DIMS, "Value": 1.0, "Timestamp": stamp}
+        drill.cw.put_metric_data(Namespace=CUSTOM, MetricData=[{**datum, "StorageResolution": resolution}])
+    assert drill.evaluator.sweep(drill.t(46)) == 1
+    record = drill.evaluate(60)  # periods [40, 60), [20, 40), [0, 20) and older
+    found = [start for start, value in zip(drill.starts(record), record.datapoints, strict=True) if value[1]]
+    assert found == [period_start]
 
 
 def test_the_loop_sweeps_every_few_aws_seconds_on_the_aws_clock() -> None:

@@ -28,17 +28,19 @@ from __future__ import annotations
 
 import ast
 import bisect
+import itertools
 import json
 import math
 import operator
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Self
 
 from moto.cloudwatch import models as cloudwatch_models
-from moto.cloudwatch.models import MetricAggregatedDatum, MetricDatum, cloudwatch_backends
+from moto.cloudwatch.models import CloudWatchBackend, MetricAggregatedDatum, MetricDatum, cloudwatch_backends
 
 from local.aws.moto_server import ACCOUNT_ID, REGION
 from local.background import Lifecycle, Loop
@@ -249,6 +251,45 @@ class EvaluationRecord:
         }
 
 
+# "Setting this to 60 specifies this metric as a regular-resolution metric, which CloudWatch stores at
+# 1-minute resolution" (botocore PutMetricData.StorageResolution; 60 when absent): an alarm with a 10-30 s
+# Period "does not receive data for the attempts that do not correspond to a one-minute data resolution"
+# (PutMetricAlarm.Period). moto keeps no StorageResolution: the stand-in tags each datum with it as moto
+# stores it, and files a regular-resolution datum at the start of its minute.
+REGULAR_RESOLUTION_SECONDS = 60
+
+
+def _datums_of(member: dict[str, Any]) -> int:
+    """The datums moto's put_metric_data appends for one MetricData member: Values x Counts, else one."""
+    if member.get("Values"):
+        counts = member.get("Counts") or ["1"] * len(member["Values"])
+        return sum(int(float(c)) for c in counts)
+    return 1
+
+
+@contextmanager
+def storage_resolution_kept() -> Iterator[None]:
+    """While it lasts, each datum moto stores carries its MetricData member's StorageResolution."""
+    original = CloudWatchBackend.put_metric_data
+
+    def put_metric_data(
+        backend: CloudWatchBackend, namespace: str, metric_data: list[dict[str, Any]]
+    ) -> None:
+        start = len(backend.metric_data)
+        original(backend, namespace, metric_data)
+        added = iter(backend.metric_data[start:])
+        for member in metric_data:
+            resolution = int(member.get("StorageResolution") or REGULAR_RESOLUTION_SECONDS)
+            for datum in itertools.islice(added, _datums_of(member)):
+                setattr(datum, "storage_resolution", resolution)  # noqa: B010 - moto's datum has none
+
+    CloudWatchBackend.put_metric_data = put_metric_data  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        CloudWatchBackend.put_metric_data = original  # type: ignore[method-assign]
+
+
 class _Seen(NamedTuple):
     """A datum of moto's, as the stand-in first saw it."""
 
@@ -331,12 +372,15 @@ class AlarmEvaluator(Lifecycle):
         # (moto would use the wall clock, which runs ahead of it by the time the clock was held).
         self._moto_utcnow = getattr(cloudwatch_models, "utcnow")  # noqa: B009 - moto does not export it
         setattr(cloudwatch_models, "utcnow", self._aws_utcnow)  # noqa: B010 - patching moto's module
+        self._resolution = storage_resolution_kept()
+        self._resolution.__enter__()
         self._loop.start()
         return self
 
     def stop(self) -> None:
         self._loop.stop(timeout=10)
         setattr(cloudwatch_models, "utcnow", self._moto_utcnow)  # noqa: B010 - patching moto's module
+        self._resolution.__exit__(None, None, None)
 
     def _aws_utcnow(self) -> datetime:
         return datetime.fromtimestamp(self._scale.timestamp(), UTC).replace(tzinfo=None)
@@ -427,6 +471,8 @@ class AlarmEvaluator(Lifecycle):
                 # To the millisecond: a Timestamp set on a period boundary stays on it (float and datetime
                 # rounding move it by microseconds).
                 aws_at = round(self._scale.aws(_epoch(datum.timestamp) - epoch), 3)
+                if getattr(datum, "storage_resolution", REGULAR_RESOLUTION_SECONDS) != 1:
+                    aws_at = math.floor(aws_at / REGULAR_RESOLUTION_SECONDS) * REGULAR_RESOLUTION_SECONDS
                 self._index.setdefault(key, _Series()).add(_Seen(aws_at, now, sample))
             return len(new)
 
