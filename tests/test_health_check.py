@@ -572,8 +572,16 @@ def test_hook_judges_the_replacements_test_traffic_against_the_same_requests_to_
     the production listener) gets as many of the same requests over the same seconds: the baseline."""
     event, deployment_id = harness.hook()
     replacement = sample_app(**replacement_faults, FAULT_SEED="7")
+    # The template's probe timeouts: 80 requests at once to two development servers on a busy machine (CI
+    # runs the linters beside the tests) can take longer than this file's 0.5 s.
     module = harness.function(
-        harness.healthy, replacement, TEST_TRAFFIC=TEST_TRAFFIC, VALIDATION_ROUNDS="3", ALARM_THRESHOLD="2"
+        harness.healthy,
+        replacement,
+        TEST_TRAFFIC=TEST_TRAFFIC,
+        VALIDATION_ROUNDS="3",
+        ALARM_THRESHOLD="2",
+        PROBE_CONNECT_TIMEOUT="2",
+        PROBE_READ_TIMEOUT="3",
     )
     result = module.lambda_handler(event, harness.context())
     assert result["status"] == status
