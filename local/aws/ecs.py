@@ -401,6 +401,8 @@ class TaskRunner(Lifecycle):
         """One run of the container health check (ECS: a failure within the start period does not count; a
         success turns the container HEALTHY; `retries` consecutive failures turn it UNHEALTHY)."""
         ok = _get_ok(task, check.path, self._scale.network(check.timeout, floor=PROBE_FLOOR_SECONDS))
+        if task.stopping or task.health == "UNHEALTHY":
+            return  # a probe still running when the container was found UNHEALTHY: ECS is stopping it
         in_start_period = self._scale.now() - task.started < self._scale.drill(check.start_period)
         if ok:
             task.failures, task.health = 0, "HEALTHY"
