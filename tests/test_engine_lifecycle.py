@@ -217,8 +217,8 @@ def stuck_release(world: World) -> Stuck:
 @pytest.fixture(scope="module")
 def stage() -> Iterator[Stage]:
     spy = Spy()
-    # No test traffic: at x300 the hook's round budget (probe timeouts at their 0.5 s floor, twice with test
-    # traffic) leaves too little of DEPLOYMENT_TIMEOUT's 3 wall seconds; test_drill's x120 sends it.
+    # No test traffic: at x300 the hook's round budget (probe timeouts at their 0.5 s + 1 s floors, twice with
+    # test traffic) leaves too little of DEPLOYMENT_TIMEOUT's 3 wall seconds; test_drill's x120 sends it.
     no_traffic = {LAMBDA.name: {"TestTraffic": ""}}
     with World(TimeScale(FACTOR), on_event=spy.on_event, stack_overrides=no_traffic) as world:
         spy.world = world

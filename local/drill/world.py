@@ -51,7 +51,8 @@ from scripts.deploy import LAMBDAS, Names, lambda_sources, traffic_parameter, wr
 from scripts.stacks import CLUSTER, LAMBDA, PIPELINE, ROOT, load_template, tags
 
 # Lambda environment values that are AWS durations: divided by the time-scale factor (whole seconds where the
-# function wants an integer). Network timeouts are scaled with the floor. Everything else is the template's.
+# function wants an integer). Network timeouts are scaled, never below their floor (wall seconds). Everything
+# else is the template's.
 SCALED_SECONDS = {
     "VALIDATION_INTERVAL_SECONDS": False,
     "PRODUCTION_CHECK_SECONDS": False,
@@ -60,7 +61,13 @@ SCALED_SECONDS = {
     "DEPLOYMENT_TIMEOUT": True,
     "INSTALL_TIMEOUT": True,
 }
-NETWORK_SECONDS = ("PROBE_CONNECT_TIMEOUT", "PROBE_READ_TIMEOUT")
+# The read timeout's floor is higher: the hook's test traffic sends 120 requests at once, which the ALB
+# stand-in answers over about half a wall second on an idle machine (0.5 s failed some on a busy one). Those
+# requests are served with the AWS clock held (`elbv2.ListenerProxy.handle`), so the longer wait costs no AWS
+# time unless no target answers, and the ALB's idle timeout (0.5 wall s) answers that first. A loopback
+# connect needs no more than 0.5 s. A hook round's budget (`health_check.Config.round_budget_s`: the two
+# timeouts, twice with test traffic, and a second) stays within DEPLOYMENT_TIMEOUT at x300 (3 wall s).
+NETWORK_FLOOR_SECONDS = {"PROBE_CONNECT_TIMEOUT": 0.5, "PROBE_READ_TIMEOUT": 1.0}
 # The ALB's idle timeout (AWS's default, 60 s: the template does not change it).
 ALB_IDLE_TIMEOUT_SECONDS = 60.0
 USER_TIMEOUT_FLOOR_SECONDS = 2.0
@@ -407,8 +414,8 @@ class World(Lifecycle):
             if key in SCALED_SECONDS:
                 seconds = self.scale.drill(float(value))
                 value = str(max(1, math.ceil(seconds))) if SCALED_SECONDS[key] else f"{seconds:.3f}"
-            if key in NETWORK_SECONDS:
-                value = f"{self.scale.network(float(value)):.3f}"
+            if key in NETWORK_FLOOR_SECONDS:
+                value = f"{self.scale.network(float(value), floor=NETWORK_FLOOR_SECONDS[key]):.3f}"
             out[key] = value
         if self.literal and "ALARM_NAMES" in out:
             # The spec's literal rule: the auto-rollback Lambda acts on the health alarm alone (no deployment
