@@ -12,7 +12,13 @@ Two triggers, one function:
   progress for INSTALL_TIMEOUT (a replacement that never becomes steady; ListDeploymentTargets and
   BatchGetDeploymentTargets, read only once the deployment is INSTALL_TIMEOUT old), else 0. Nothing on AWS
   stops a deployment stuck in install or in the shift before CodeDeploy's own hour; the deployment-overdue
-  alarm on this metric has the auto-rollback Lambda stop it.
+  alarm on this metric has the auto-rollback Lambda stop it. During a canary (the original and the
+  replacement task sets both with production traffic, BatchGetDeploymentTargets) and with
+  LOAD_BALANCER_DIMENSION set, it also publishes CanaryJudgement: 1 when canary_judge.judge finds the
+  replacement's target group failing more often than the original's beyond doubt (their RequestCount and
+  HTTPCode_Target_5XX_Count sums since AllowTraffic began, GetMetricData; the CANARY_* policy, one look a
+  run), else 0; nothing when the counts cannot be read. The canary-judge alarm reads it: a small canary is
+  judged against its baseline, not by a fixed error-rate threshold that one failed request crosses.
 - CodeDeploy lifecycle hook (AfterAllowTestTraffic: {"DeploymentId", "LifecycleEventHookExecutionId"}): probes
   the replacement through TEST_URL in rounds until `verdict(rounds, config, remaining)` (pure: VERDICT_RULES)
   says Succeeded or Failed: Failed once ALARM_THRESHOLD rounds failed, when the last round failed, when no
@@ -82,6 +88,7 @@ from phoenix_common import (
     invocation,
     load_service,
     read_install_started,
+    read_targets,
     worst_case_call_seconds,
 )
 
@@ -144,6 +151,7 @@ class Config:
     test_traffic: GateTraffic | None = None
     checks_per_run: int = 1
     check_every_s: float = 60.0
+    canary: CanaryWatch | None = None
 
     @property
     def round_budget_s(self) -> float:
@@ -219,6 +227,49 @@ def _traffic_request(item: Any) -> TrafficRequest:
     return TrafficRequest(method, path, frozenset(statuses))
 
 
+@dataclass(frozen=True)
+class CanaryWatch:
+    """LOAD_BALANCER_DIMENSION and TARGET_GROUP_DIMENSIONS: the CloudWatch dimension values of the ALB and of
+    both target groups ("app/<name>/<id>", "targetgroup/<name>/<id>"), whose RequestCount and
+    HTTPCode_Target_5XX_Count the canary judge compares during a deployment's canary (the CANARY_* policy)."""
+
+    load_balancer: str
+    target_groups: tuple[str, ...]
+    policy: canary_judge.Policy
+
+    def dimension_of(self, target_group_name: str) -> str | None:
+        """The dimension value of the target group named `target_group_name` (ECSTaskSet.targetGroup)."""
+        return next((d for d in self.target_groups if d.split("/")[1] == target_group_name), None)
+
+
+LOAD_BALANCER_DIMENSION = re.compile(r"^app/[A-Za-z0-9-]{1,32}/[0-9a-f]{1,32}$")
+TARGET_GROUP_DIMENSION = re.compile(r"^targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{1,32}$")
+
+
+def load_canary_watch(env: Mapping[str, str]) -> CanaryWatch | None:
+    """None (no canary judgement in production) when LOAD_BALANCER_DIMENSION is unset or empty; else both
+    variables must hold dimension values in the forms CloudWatch's AWS/ApplicationELB metrics use (the
+    templates' LoadBalancerFullName and TargetGroupFullName attributes). Raises ConfigError."""
+    load_balancer = env.get("LOAD_BALANCER_DIMENSION", "").strip()
+    if not load_balancer:
+        return None
+    if not LOAD_BALANCER_DIMENSION.match(load_balancer):
+        raise ConfigError(
+            f"LOAD_BALANCER_DIMENSION must be the ALB's full name app/<name>/<id>, got {load_balancer!r}"
+        )
+    groups = tuple(g.strip() for g in env.get("TARGET_GROUP_DIMENSIONS", "").split(",") if g.strip())
+    if len(groups) != 2 or not all(TARGET_GROUP_DIMENSION.match(g) for g in groups):
+        raise ConfigError(
+            "TARGET_GROUP_DIMENSIONS must be the two target groups' full names targetgroup/<name>/<id>, "
+            f"comma-separated, got {env.get('TARGET_GROUP_DIMENSIONS', '')!r}"
+        )
+    try:
+        policy = canary_judge.policy_from_env(env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return CanaryWatch(load_balancer, groups, policy)
+
+
 def load_config(env: Mapping[str, str]) -> Config:
     """Validate the environment; raises ConfigError naming the first bad variable."""
     service = load_service(env)
@@ -250,6 +301,7 @@ def load_config(env: Mapping[str, str]) -> Config:
             minimum=0.001,
             maximum=3600,
         ),
+        canary=load_canary_watch(env),
     )
     if config.probe_connect_timeout + config.probe_read_timeout >= config.service.health_check_interval:
         raise ConfigError(
@@ -543,6 +595,130 @@ def overdue_datum(in_flight: str | None, config: Config) -> tuple[list[dict[str,
     return [datum], {"deployment_age_s": round(age, 1), "deployment_overdue": overdue, **fields}
 
 
+@dataclass(frozen=True)
+class CanaryPhase:
+    """A deployment's canary in progress: the original's and the replacement's target groups (names) both
+    serve production, the replacement since `since` (epoch seconds: AllowTraffic began)."""
+
+    baseline_group: str
+    canary_group: str
+    since: float
+
+
+def canary_phase(targets: Mapping[str, Any]) -> CanaryPhase | None:
+    """The canary in a BatchGetDeploymentTargets answer: its ECS target's original (taskSetLabel Blue) and
+    replacement (Green) task sets both with production traffic (ECSTaskSet.trafficWeight, "the percentage of
+    traffic served by this task set"), and its AllowTraffic lifecycle event's startTime. None before the
+    shift, once it is whole (the bake), or when the answer lacks any of these. Pure."""
+    for target in targets.get("deploymentTargets") or []:
+        ecs = (target or {}).get("ecsTarget") or {}
+        sets = {
+            str(task_set.get("taskSetLabel", "")).lower(): task_set
+            for task_set in ecs.get("taskSetsInfo") or []
+            if isinstance(task_set, dict)
+        }
+        blue, green = sets.get("blue") or {}, sets.get("green") or {}
+        weights = [blue.get("trafficWeight"), green.get("trafficWeight")]
+        if not all(isinstance(w, int | float) and not isinstance(w, bool) and w > 0 for w in weights):
+            continue
+        names = [str((s.get("targetGroup") or {}).get("name") or "") for s in (blue, green)]
+        allow: Mapping[str, Any] = next(
+            (e for e in ecs.get("lifecycleEvents") or [] if e.get("lifecycleEventName") == "AllowTraffic"),
+            {},
+        )
+        since = epoch(allow.get("startTime"))
+        if all(names) and since is not None:
+            return CanaryPhase(names[0], names[1], since)
+    return None
+
+
+ALB_COUNTS: Final = (("requests", "RequestCount"), ("errors", "HTTPCode_Target_5XX_Count"))
+
+
+def canary_counts(watch: CanaryWatch, phase: CanaryPhase, now: float) -> tuple[Counts, Counts] | str:
+    """(baseline, canary): each target group's RequestCount and HTTPCode_Target_5XX_Count sums (the ALB's
+    one-minute metrics) from the minute the canary began to now, in one GetMetricData call (and its
+    NextToken pages); or why they cannot be read."""
+    dimensions = {role: watch.dimension_of(name) for role, name in _roles(phase)}
+    unknown = [name for role, name in _roles(phase) if dimensions[role] is None]
+    if unknown:
+        return f"target group {', '.join(unknown)} is not in TARGET_GROUP_DIMENSIONS"
+    queries = [
+        {
+            "Id": f"{role}_{counted}",
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": "AWS/ApplicationELB",
+                    "MetricName": metric,
+                    "Dimensions": [
+                        {"Name": "LoadBalancer", "Value": watch.load_balancer},
+                        {"Name": "TargetGroup", "Value": dimensions[role]},
+                    ],
+                },
+                "Period": 60,
+                "Stat": "Sum",
+            },
+        }
+        for role, _ in _roles(phase)
+        for counted, metric in ALB_COUNTS
+    ]
+    start = math.floor(phase.since / 60) * 60
+    end = max(start + 60, math.ceil(now / 60) * 60)
+    sums: Counter[str] = Counter()
+    pages: dict[str, Any] = {}
+    while True:
+        response = cloudwatch().get_metric_data(
+            MetricDataQueries=queries, StartTime=start, EndTime=end, **pages
+        )
+        for result in response.get("MetricDataResults") or []:
+            sums[result["Id"]] += sum(result.get("Values") or [])
+        if not response.get("NextToken"):
+            break
+        pages = {"NextToken": response["NextToken"]}
+    baseline, canary = (
+        Counts(round(sums[f"{role}_requests"]), round(sums[f"{role}_errors"])) for role, _ in _roles(phase)
+    )
+    return baseline, canary
+
+
+def _roles(phase: CanaryPhase) -> tuple[tuple[str, str], tuple[str, str]]:
+    return ("baseline", phase.baseline_group), ("canary", phase.canary_group)
+
+
+def canary_datum(in_flight: str | None, config: Config) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """During a canary (LOAD_BALANCER_DIMENSION set): the canary judge on both target groups' counts so far,
+    published as CanaryJudgement (Service, Environment) = 1 when the replacement fails more often than the
+    original beyond doubt, else 0: what the canary-judge alarm reads. No datum outside a canary, nor when the
+    counts cannot be read (logged): the alarm treats missing data as not breaching, so a judge that cannot
+    see never rolls back."""
+    watch = config.canary
+    if watch is None or in_flight is None:
+        return [], {}
+    try:
+        phase = canary_phase(read_targets(codedeploy(), in_flight))
+        counts = None if phase is None else canary_counts(watch, phase, time.time())
+    except (ClientError, BotoCoreError) as exc:
+        log("canary not judged", logging.WARNING, deploymentId=in_flight, error=str(exc))
+        return [], {"canary": "not judged"}
+    if phase is None or counts is None:
+        return [], {}
+    if isinstance(counts, str):
+        log("canary not judged", logging.WARNING, deploymentId=in_flight, error=counts)
+        return [], {"canary": "not judged"}
+    verdict = canary_judge.judge(*counts, watch.policy)
+    failed = isinstance(verdict, canary_judge.Fail)
+    datum = {
+        "MetricName": "CanaryJudgement",
+        "Dimensions": [
+            {"Name": "Service", "Value": config.service.name},
+            {"Name": "Environment", "Value": config.service.environment},
+        ],
+        "Value": float(failed),
+        "Unit": "None",
+    }
+    return [datum], {"canary": type(verdict).__name__, "canary_reason": verdict.reason}
+
+
 def run_scheduled(context: LambdaContext) -> dict[str, Any]:
     """Probe production (and test during a deployment), publish the metrics, report the verdict; then the
     run's later production checks, if PRODUCTION_CHECK_SECONDS asks for more than one."""
@@ -563,6 +739,8 @@ def run_scheduled(context: LambdaContext) -> dict[str, Any]:
         listeners["test"] = settings.test_url
     rounds = probe_round(listeners, settings)
     extra, age_fields = ([], {}) if lookup_failed else overdue_datum(in_flight, settings)
+    judged, canary_fields = canary_datum(in_flight, settings)
+    extra, age_fields = extra + judged, {**age_fields, **canary_fields}
     try:
         cloudwatch().put_metric_data(
             Namespace=settings.metric_namespace, MetricData=metric_data(rounds, settings) + extra

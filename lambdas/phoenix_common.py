@@ -253,15 +253,23 @@ def install_started(targets: Mapping[str, Any]) -> float | None:
     return None
 
 
+def read_targets(codedeploy: Any, deployment_id: str) -> dict[str, Any]:
+    """The deployment's targets: ListDeploymentTargets, then BatchGetDeploymentTargets (at most 25 IDs a
+    call; an ECS deployment has one, `<cluster>:<service>`). Raises the client's errors."""
+    ids: list[str] = codedeploy.list_deployment_targets(deploymentId=deployment_id).get("targetIds") or []
+    if not ids:
+        return {"deploymentTargets": []}
+    targets: dict[str, Any] = codedeploy.batch_get_deployment_targets(
+        deploymentId=deployment_id, targetIds=ids[:25]
+    )
+    return targets
+
+
 def read_install_started(codedeploy: Any, deployment_id: str, log: DecisionLog) -> float | None:
-    """`install_started` of the deployment's targets: ListDeploymentTargets, then BatchGetDeploymentTargets
-    (at most 25 IDs a call; an ECS deployment has one, `<cluster>:<service>`). An AWS error is logged and
-    read as None: only DEPLOYMENT_TIMEOUT then applies."""
+    """`install_started` of the deployment's targets (`read_targets`). An AWS error is logged and read as
+    None: only DEPLOYMENT_TIMEOUT then applies."""
     try:
-        ids: list[str] = codedeploy.list_deployment_targets(deploymentId=deployment_id).get("targetIds") or []
-        if not ids:
-            return None
-        targets = codedeploy.batch_get_deployment_targets(deploymentId=deployment_id, targetIds=ids[:25])
+        targets = read_targets(codedeploy, deployment_id)
     except (ClientError, BotoCoreError) as exc:
         log("install progress unknown; only DEPLOYMENT_TIMEOUT applies", logging.WARNING, error=str(exc))
         return None

@@ -17,8 +17,10 @@ import json
 import re
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from botocore.exceptions import ClientError
@@ -123,9 +125,29 @@ def expressions(widget: dict[str, Any]) -> dict[str, str]:
     return {e[0]["id"]: e[0]["expression"] for e in widget["properties"]["metrics"] if len(e) == 1}
 
 
+class CanaryAnswers:
+    """A client for both services the canary judgement reads: CodeDeploy's targets of a deployment in its
+    canary (both task sets with production traffic), and CloudWatch's counts (no datapoints yet)."""
+
+    def list_deployment_targets(self, **_: Any) -> dict[str, Any]:
+        return {"targetIds": ["phoenix-dev:sample-app"]}
+
+    def batch_get_deployment_targets(self, **_: Any) -> dict[str, Any]:
+        task_sets = [
+            {"taskSetLabel": label, "trafficWeight": weight, "targetGroup": {"name": f"phoenix-dev-{color}"}}
+            for label, weight, color in (("Blue", 90.0, "blue"), ("Green", 10.0, "green"))
+        ]
+        allow = {"lifecycleEventName": "AllowTraffic", "startTime": datetime.now(UTC) - timedelta(minutes=2)}
+        return {"deploymentTargets": [{"ecsTarget": {"taskSetsInfo": task_sets, "lifecycleEvents": [allow]}}]}
+
+    def get_metric_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {"MetricDataResults": [{"Id": q["Id"], "Values": []} for q in kwargs["MetricDataQueries"]]}
+
+
 def published_health_metrics(service: str, environment: str) -> set[tuple[str, frozenset[tuple[str, str]]]]:
     """(name, dimensions) of every datum the health-check Lambda's code puts (its metric_data for both
-    listeners, and the DeploymentOverdue datum), under its own configuration defaults."""
+    listeners, the DeploymentOverdue datum and, during a canary, the CanaryJudgement datum), under its own
+    configuration defaults."""
     health_check = importlib.import_module("health_check")
     config = health_check.load_config(
         {
@@ -135,13 +157,24 @@ def published_health_metrics(service: str, environment: str) -> set[tuple[str, f
             "CODEDEPLOY_DEPLOYMENT_GROUP": "phoenix-dev-sample-app",
             "PRODUCTION_URL": "http://alb.example.com",
             "TEST_URL": "http://alb.example.com:8080",
+            "LOAD_BALANCER_DIMENSION": "app/phoenix-dev-alb/50dc6c495c0c9188",
+            "TARGET_GROUP_DIMENSIONS": (
+                "targetgroup/phoenix-dev-blue/73e2d6bc24d8a067,targetgroup/phoenix-dev-green/943f017f100becff"
+            ),
         }
     )
     rounds = {
         listener: health_check.Round(listener, "http://alb.example.com", (), 0.0, 0.0, False)
         for listener in LISTENERS
     }
-    data = health_check.metric_data(rounds, config) + health_check.overdue_datum(None, config)[0]
+    answers = CanaryAnswers()
+    with (
+        mock.patch.object(health_check, "codedeploy", return_value=answers),
+        mock.patch.object(health_check, "cloudwatch", return_value=answers),
+    ):
+        judged = health_check.canary_datum("d-CANARY0001", config)[0]
+    assert judged, "a deployment in its canary gets a judgement"
+    data = health_check.metric_data(rounds, config) + health_check.overdue_datum(None, config)[0] + judged
     return {(d["MetricName"], frozenset((x["Name"], x["Value"]) for x in d["Dimensions"])) for d in data}
 
 
@@ -202,7 +235,8 @@ def test_health_metrics_are_the_ones_the_health_check_publishes_for_each_listene
         for listener in LISTENERS:
             dimensions = {"Service": "sample-app", "Environment": "dev", "Listener": listener}
             assert (name, frozenset(dimensions.items())) in shown, f"{name} of the {listener} listener"
-    assert ("DeploymentOverdue", frozenset({("Service", "sample-app"), ("Environment", "dev")})) in shown
+    for name in ("DeploymentOverdue", "CanaryJudgement"):
+        assert (name, frozenset({("Service", "sample-app"), ("Environment", "dev")})) in shown, name
 
 
 def test_load_balancer_metrics_are_elbs_for_the_cluster_stacks_target_groups(body: dict[str, Any]) -> None:
@@ -230,11 +264,18 @@ def test_load_balancer_metrics_are_elbs_for_the_cluster_stacks_target_groups(bod
         assert ("HTTPCode_Target_5XX_Count", color, "Sum") in shown
 
 
-def test_the_5xx_rate_is_the_alarms_expression_over_each_target_groups_own_counts(
+def test_the_5xx_rate_is_the_alarms_rate_ungated_over_each_target_groups_own_counts(
     body: dict[str, Any],
 ) -> None:
+    """The alarms rate a target group only while it serves at least as many requests as the other (a smaller
+    share is the canary judge's); the graph shows each group's own rate always, so an operator also sees how
+    often the canary fails: the rate of the alarm's IF, over the group's own counts."""
     alarm = TEMPLATE["Resources"]["BlueErrorRateAlarm"]["Properties"]["Metrics"]
-    alarm_expression = next(query["Expression"] for query in alarm if "Expression" in query)
+    gated = next(query["Expression"] for query in alarm if "Expression" in query)
+    gate = re.fullmatch(r"IF\(requests >= FILL\(others, 0\), (.+), 0\)", gated)
+    assert gate, gated
+    alarm_expression = gate[1]
+    assert alarm_expression == "100 * FILL(errors, 0) / requests"
     (widget,) = [w for w in widgets(body, "metric") if expressions(w)]
     ids = {options["id"]: (name, dims["TargetGroup"]) for _, name, dims, options in metrics(widget)}
     rates = expressions(widget)
@@ -258,7 +299,7 @@ def test_the_alarm_widget_shows_every_alarm_of_the_stack_and_nothing_else(body: 
     }
     (widget,) = widgets(body, "alarm")
     assert sorted(widget["properties"]["alarms"]) == sorted(created)
-    assert len(created) == 7
+    assert len(created) == 8
 
 
 def test_the_decisions_widget_queries_both_lambdas_log_groups_for_fields_they_log(
@@ -415,7 +456,7 @@ def test_the_stack_creates_the_dashboard_over_what_the_stacks_created(stand_in: 
     }
     (alarm_widget,) = widgets(body, "alarm")
     assert set(alarm_widget["properties"]["alarms"]) == alarms
-    assert len(alarms) == 7
+    assert len(alarms) == 8
     exports = {e["Name"]: e["Value"] for e in stand_in.client("cloudformation").list_exports()["Exports"]}
     balancer = exports[CLUSTER.export("LoadBalancerFullName")]
     groups = {exports[CLUSTER.export(f"{name}FullName")] for name in TARGET_GROUPS.values()}

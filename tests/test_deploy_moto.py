@@ -319,6 +319,7 @@ def test_the_auto_rollback_function_is_serialised_and_knows_its_alarms_and_topic
         "phoenix-dev-blue-latency-p95",
         "phoenix-dev-green-latency-p95",
         "phoenix-dev-deployment-overdue",
+        "phoenix-dev-canary-judge",
     ]
     assert variables["DEPLOYMENT_TIMEOUT_ALARM_NAME"] == "phoenix-dev-deployment-overdue"
     topics = [t["TopicArn"] for t in _client(endpoint, "sns", "us-east-1").list_topics()["Topics"]]

@@ -9,9 +9,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
+from unittest.mock import Mock
 
 import boto3
 import pytest
@@ -46,7 +48,10 @@ def base_env(production_url: str, test_url: str, **extra: str) -> dict[str, str]
 def group(
     moto: None, codedeploy: CodeDeployService, create_deployment_group: Callable[..., Any]
 ) -> CodeDeployService:
-    create_deployment_group(["DEPLOYMENT_FAILURE"])
+    # One ECS target per deployment (<cluster>:<service>), as the template's group has.
+    create_deployment_group(
+        ["DEPLOYMENT_FAILURE"], ecsServices=[{"clusterName": "phoenix-dev", "serviceName": "sample-app"}]
+    )
     codedeploy.seed_deployment(APP, GROUP, "version: 0.0 # v1", create_time=1.0)
     return codedeploy
 
@@ -102,6 +107,8 @@ def decisions(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
         ("MAX_ERROR_RATE", "150", "MAX_ERROR_RATE must be a number"),
         ("HEALTH_CHECK_INTERVAL", "-5", "HEALTH_CHECK_INTERVAL must be a whole number"),
         ("PROBE_READ_TIMEOUT", "60", "PROBE_CONNECT_TIMEOUT + PROBE_READ_TIMEOUT must stay below"),
+        ("LOAD_BALANCER_DIMENSION", "arn:aws:elasticloadbalancing:x", "LOAD_BALANCER_DIMENSION must be"),
+        ("LOAD_BALANCER_DIMENSION", "app/phoenix/50dc6c495c0c9188", "TARGET_GROUP_DIMENSIONS must be"),
         *(
             (
                 "TARGET_READY_SECONDS",
@@ -719,3 +726,190 @@ def test_hook_for_an_unknown_execution_is_logged_not_raised(
 def test_clients_use_botocore_standard_retries(checker: ModuleType) -> None:
     assert checker.codedeploy().meta.config.retries == {"mode": "standard", "total_max_attempts": 4}
     assert checker.cloudwatch().meta.config.retries == {"mode": "standard", "total_max_attempts": 4}
+
+
+# --------------------------------------------------------------------------------------------- canary judge
+LB_DIMENSION = "app/phoenix-dev/50dc6c495c0c9188"
+TG_DIMENSIONS = {
+    "phoenix-dev-blue": "targetgroup/phoenix-dev-blue/6d0ecf831eec9f09",
+    "phoenix-dev-green": "targetgroup/phoenix-dev-green/943f017f100becff",
+}
+CANARY_ENV = {
+    "LOAD_BALANCER_DIMENSION": LB_DIMENSION,
+    "TARGET_GROUP_DIMENSIONS": ",".join(TG_DIMENSIONS.values()),
+}
+
+
+def task_set(label: str, weight: float, target_group: str) -> dict[str, Any]:
+    """An ECSTaskSet as BatchGetDeploymentTargets gives it (botocore shape; taskSetLabel: Blue | Green)."""
+    return {
+        "identifer": f"ecs-svc/{label.lower()}",
+        "desiredCount": 2,
+        "pendingCount": 0,
+        "runningCount": 2,
+        "status": "PRIMARY" if label == "Blue" else "ACTIVE",
+        "trafficWeight": weight,
+        "targetGroup": {"name": target_group},
+        "taskSetLabel": label,
+    }
+
+
+def targets_answer(blue: float | None, green: float | None, allow_started: float | None) -> dict[str, Any]:
+    sets = [
+        task_set(label, weight, f"phoenix-dev-{label.lower()}")
+        for label, weight in (("Blue", blue), ("Green", green))
+        if weight is not None
+    ]
+    events: list[dict[str, Any]] = [{"lifecycleEventName": "Install", "status": "Succeeded"}]
+    if allow_started is not None:
+        events.append(
+            {"lifecycleEventName": "AllowTraffic", "status": "InProgress", "startTime": allow_started}
+        )
+    return {"deploymentTargets": [{"deploymentTargetType": "ECSTarget", "ecsTarget": {
+        "targetId": "phoenix-dev:sample-app", "lifecycleEvents": events, "taskSetsInfo": sets}}]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("answer", "phase"),
+    [
+        (targets_answer(90.0, 10.0, 1000.0), ("phoenix-dev-blue", "phoenix-dev-green", 1000.0)),
+        (targets_answer(90, 10, 1000.0), ("phoenix-dev-blue", "phoenix-dev-green", 1000.0)),
+        (targets_answer(100.0, 0.0, None), None),  # replacement installed, no production traffic yet
+        (targets_answer(0.0, 100.0, 1000.0), None),  # shifted whole: the bake, nothing to compare with
+        (targets_answer(100.0, None, None), None),  # Install not begun: no replacement task set
+        (targets_answer(90.0, 10.0, None), None),  # no AllowTraffic start: the window is unknown
+        ({"deploymentTargets": [{"deploymentTargetType": "ECSTarget", "ecsTarget": {}}]}, None),
+        ({"deploymentTargets": []}, None),
+        ({}, None),
+    ],
+    ids=[
+        "canary",
+        "integral-weights",
+        "before-shift",
+        "bake",
+        "no-replacement",
+        "no-allow-traffic",
+        "empty-target",
+        "no-targets",
+        "empty-answer",
+    ],
+)
+def test_a_canary_is_a_replacement_and_an_original_both_serving_production_since_allow_traffic_began(
+    checker: ModuleType, answer: dict[str, Any], phase: tuple[str, str, float] | None
+) -> None:
+    found = checker.canary_phase(answer)
+    assert (None if found is None else (found.baseline_group, found.canary_group, found.since)) == phase
+
+
+def put_alb_counts(counts: dict[str, tuple[int, int]], at: datetime) -> None:
+    """What the ALB publishes per target group for one minute: RequestCount and HTTPCode_Target_5XX_Count."""
+    data = [
+        {
+            "MetricName": metric,
+            "Dimensions": [
+                {"Name": "LoadBalancer", "Value": LB_DIMENSION},
+                {"Name": "TargetGroup", "Value": TG_DIMENSIONS[group]},
+            ],
+            "Timestamp": at,
+            "Value": float(value),
+            "Unit": "Count",
+        }
+        for group, (requests_, errors) in counts.items()
+        for metric, value in (("RequestCount", requests_), ("HTTPCode_Target_5XX_Count", errors))
+    ]
+    boto3.client("cloudwatch").put_metric_data(Namespace="AWS/ApplicationELB", MetricData=data)
+
+
+def in_canary(harness: Harness, green_weight: float = 10.0) -> str:
+    """A deployment in flight whose replacement has had `green_weight` percent of production since now."""
+    in_flight = harness.service.seed_deployment(APP, GROUP, "version: 0.0 # v2", status="InProgress")
+    for event in ("BeforeInstall", "Install", "AfterInstall", "AllowTestTraffic", "AfterAllowTestTraffic"):
+        harness.service.lifecycle_event(in_flight, event, "Succeeded")
+    harness.service.lifecycle_event(in_flight, "AllowTraffic", "InProgress")
+    harness.service.set_task_sets(
+        in_flight,
+        [
+            task_set("Blue", 100.0 - green_weight, "phoenix-dev-blue"),
+            task_set("Green", green_weight, "phoenix-dev-green"),
+        ],
+    )
+    return in_flight
+
+
+@pytest.mark.parametrize(
+    ("canary", "judgement", "verdict"),
+    [
+        ((100, 30), [1.0], "Fail"),  # 30 % against the original's 2 %
+        ((100, 2), [0.0], "Pass"),  # the same 2 % background as the original: a noisy but healthy release
+    ],
+    ids=["worse", "as-noisy-as-the-original"],
+)
+def test_during_a_canary_the_scheduled_run_publishes_the_judges_verdict_on_both_target_groups(
+    harness: Harness,
+    caplog: pytest.LogCaptureFixture,
+    canary: tuple[int, int],
+    judgement: list[float],
+    verdict: str,
+) -> None:
+    """CanaryJudgement (Service, Environment) is what the canary-judge alarm reads: the replacement's target
+    group against the original's over the same minutes (their RequestCount and HTTPCode_Target_5XX_Count
+    sums, read with GetMetricData), not a fixed threshold on the replacement alone."""
+    caplog.set_level(logging.INFO)
+    in_canary(harness)
+    put_alb_counts({"phoenix-dev-blue": (900, 18), "phoenix-dev-green": canary}, datetime.now(UTC))
+    module = harness.function(harness.healthy, harness.healthy, **CANARY_ENV)
+    module.lambda_handler(harness.event("eventbridge-scheduled"), harness.context())
+    assert metric_values("CanaryJudgement", Service="sample-app", Environment="dev") == judgement
+    [line] = [d for d in decisions(caplog) if d["message"] == "scheduled health check"]
+    assert line["canary"] == verdict
+    assert f"canary {canary[1]}/{canary[0]} failed" in line["canary_reason"]
+    assert "baseline 18/900" in line["canary_reason"]
+
+
+@pytest.mark.parametrize("green_weight", [0.0, 100.0], ids=["before-the-shift", "shifted-whole"])
+def test_outside_a_canary_nothing_is_judged_or_published(
+    harness: Harness, caplog: pytest.LogCaptureFixture, green_weight: float
+) -> None:
+    caplog.set_level(logging.INFO)
+    in_canary(harness, green_weight)
+    put_alb_counts({"phoenix-dev-blue": (900, 18), "phoenix-dev-green": (100, 90)}, datetime.now(UTC))
+    module = harness.function(harness.healthy, harness.healthy, **CANARY_ENV)
+    module.lambda_handler(harness.event("eventbridge-scheduled"), harness.context())
+    assert metric_values("CanaryJudgement", Service="sample-app", Environment="dev") == []
+    [line] = [d for d in decisions(caplog) if d["message"] == "scheduled health check"]
+    assert "canary" not in line
+
+
+def test_a_canary_whose_counts_cannot_be_read_is_not_judged_and_the_rest_is_still_published(
+    harness: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No datum, so the alarm stays OK (missing data is not breaching): a judge that cannot see the counts
+    (here the role lacks cloudwatch:GetMetricData) must never roll a release back; the health metrics still
+    go out and the log says why."""
+    caplog.set_level(logging.INFO)
+    in_canary(harness)
+    module = harness.function(harness.healthy, harness.healthy, **CANARY_ENV)
+    denied = ClientError(
+        {"Error": {"Code": "AccessDenied", "Message": "not authorized to perform: cloudwatch:GetMetricData"}},
+        "GetMetricData",
+    )
+    monkeypatch.setattr(module.cloudwatch(), "get_metric_data", Mock(side_effect=denied))
+    result = module.lambda_handler(harness.event("eventbridge-scheduled"), harness.context())
+    assert result["verdict"] == "healthy"
+    dims = {"Service": "sample-app", "Environment": "dev"}
+    assert metric_values("CanaryJudgement", **dims) == []
+    assert metric_values("HealthCheckFailed", **dims) == [0.0]
+    [warning] = [d for d in decisions(caplog) if d["message"] == "canary not judged"]
+    assert "GetMetricData" in warning["error"]
+
+
+def test_a_target_group_outside_target_group_dimensions_is_not_judged(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    in_canary(harness)
+    other = {**CANARY_ENV, "TARGET_GROUP_DIMENSIONS": "targetgroup/a/1,targetgroup/b/2"}
+    module = harness.function(harness.healthy, harness.healthy, **other)
+    module.lambda_handler(harness.event("eventbridge-scheduled"), harness.context())
+    assert metric_values("CanaryJudgement", Service="sample-app", Environment="dev") == []
+    [warning] = [d for d in decisions(caplog) if d["message"] == "canary not judged"]
+    assert "phoenix-dev-blue, phoenix-dev-green is not in TARGET_GROUP_DIMENSIONS" in warning["error"]

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from local.aws.cloudformation import SKIPPED
+from local.aws.cloudwatch import evaluate_expression
 from scripts import stacks
 from scripts.deploy import check_value, env_name, lambda_sources
 from scripts.stacks import CLUSTER, LAMBDA, PIPELINE, ROOT, STACKS
@@ -202,7 +203,7 @@ def test_every_alarm_explains_its_missing_data_choice() -> None:
     name = LAMBDA.template
     body = load_template(name)
     alarms = [k for k, v in body["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"]
-    assert len(alarms) == 7
+    assert len(alarms) == 8
     lines = (TEMPLATE_DIR / name).read_text().splitlines()
     treat = [n for n, line in enumerate(lines) if line.strip().startswith("TreatMissingData:")]
     assert len(treat) == len(alarms)
@@ -334,7 +335,10 @@ def test_the_deployment_group_rolls_back_on_failure_and_on_every_health_alarm() 
         if k.endswith("AlarmName") and k != "DeploymentOverdueAlarmName"
     }
     assert alarm_exports == expected
-    assert len(expected) == 5
+    assert len(expected) == 6
+    assert "${LambdaStackName}-CanaryJudgeAlarmName" in alarm_exports
+    # "A maximum of 10 alarms can be added" (botocore codedeploy AlarmConfiguration.alarms).
+    assert len(group["AlarmConfiguration"]["Alarms"]) <= 10
     config = group["BlueGreenDeploymentConfiguration"]["TerminateBlueInstancesOnDeploymentSuccess"]
     assert config["TerminationWaitTimeInMinutes"] == {"Ref": "TerminationWaitTimeInMinutes"}
     assert group["DeploymentStyle"] == {
@@ -352,6 +356,128 @@ def test_the_deployment_overdue_alarm_reaches_the_auto_rollback_function_as_its_
     assert alarm["MetricName"] == "DeploymentOverdue"
     assert alarm["Period"] == {"Ref": "HealthCheckInterval"}
     assert alarm["AlarmActions"] == [{"Ref": "AlarmsTopic"}]
+
+
+def test_the_canary_judge_alarm_fires_on_one_failed_judgement_of_the_health_check() -> None:
+    resources = load_template(LAMBDA.template)["Resources"]
+    alarm = resources["CanaryJudgeAlarm"]["Properties"]
+    overdue = resources["DeploymentOverdueAlarm"]["Properties"]
+    variables = resources["HealthCheckFunction"]["Properties"]["Environment"]["Variables"]
+    assert alarm["AlarmName"] == {"Fn::Sub": "${ProjectName}-${Environment}-canary-judge"}
+    assert (alarm["Namespace"], alarm["MetricName"]) == (variables["METRIC_NAMESPACE"], "CanaryJudgement")
+    # The health check's own {Service, Environment} dimensions, as on its DeploymentOverdue datum.
+    assert alarm["Dimensions"] == overdue["Dimensions"]
+    assert alarm["Statistic"] == "Maximum"
+    assert alarm["Period"] == {"Ref": "HealthCheckInterval"}
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (1, 1)
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    # No canary in progress -> no datum -> not breaching.
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": "AlarmsTopic"}]
+    assert alarm["AlarmDescription"]
+    output = load_template(LAMBDA.template)["Outputs"]["CanaryJudgeAlarmName"]
+    assert output["Value"] == {"Ref": "CanaryJudgeAlarm"}
+    assert output["Export"] == {"Name": {"Fn::Sub": "${AWS::StackName}-CanaryJudgeAlarmName"}}
+
+
+@pytest.mark.parametrize("function", ["AutoRollbackFunction", "ReleaseReportFunction"])
+def test_the_functions_watching_alarms_list_every_alarm_that_stops_a_release(function: str) -> None:
+    resources = load_template(LAMBDA.template)["Resources"]
+    variables = resources[function]["Properties"]["Environment"]["Variables"]
+    separator, listed = variables["ALARM_NAMES"]["Fn::Join"]
+    # Every alarm on the alarms topic (health-check-errors tells people on the notifications topic instead).
+    on_alarms_topic = {
+        name
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+        and resource["Properties"]["AlarmActions"] == [{"Ref": "AlarmsTopic"}]
+    }
+    names = [item["Ref"] for item in listed]
+    assert separator == ","
+    assert sorted(names) == sorted(on_alarms_topic)
+    assert "CanaryJudgeAlarm" in names
+    assert len(names) == 7
+
+
+def test_the_health_check_gets_the_dimension_values_of_the_cluster_stacks_balancer_and_groups() -> None:
+    variables = load_template(LAMBDA.template)["Resources"]["HealthCheckFunction"]["Properties"][
+        "Environment"
+    ]["Variables"]
+    imported = {
+        name: {"Fn::ImportValue": {"Fn::Sub": f"${{ClusterStackName}}-{name}"}}
+        for name in ("LoadBalancerFullName", "BlueTargetGroupFullName", "GreenTargetGroupFullName")
+    }
+    assert variables["LOAD_BALANCER_DIMENSION"] == imported["LoadBalancerFullName"]
+    assert variables["TARGET_GROUP_DIMENSIONS"] == {
+        "Fn::Join": [",", [imported["BlueTargetGroupFullName"], imported["GreenTargetGroupFullName"]]]
+    }
+    # The exports are the CloudWatch dimension values of the cluster stack's own resources.
+    outputs = load_template(CLUSTER.template)["Outputs"]
+    assert outputs["LoadBalancerFullName"]["Value"] == {"Fn::GetAtt": "LoadBalancer.LoadBalancerFullName"}
+    for group in ("BlueTargetGroup", "GreenTargetGroup"):
+        assert outputs[f"{group}FullName"]["Value"] == {"Fn::GetAtt": f"{group}.TargetGroupFullName"}
+
+
+def _error_rate_queries(alarm: str) -> dict[str, dict[str, Any]]:
+    metrics = load_template(LAMBDA.template)["Resources"][alarm]["Properties"]["Metrics"]
+    return {query["Id"]: query for query in metrics}
+
+
+def _target_group(query: dict[str, Any]) -> str:
+    dimensions = {d["Name"]: d["Value"] for d in query["MetricStat"]["Metric"]["Dimensions"]}
+    return str(dimensions["TargetGroup"]["Fn::ImportValue"]["Fn::Sub"]).split("-", 1)[1]
+
+
+GATED_RATE = "IF(requests >= FILL(others, 0), 100 * FILL(errors, 0) / requests, 0)"
+
+
+@pytest.mark.parametrize(("alarm", "own", "other"), [
+    ("BlueErrorRateAlarm", "BlueTargetGroupFullName", "GreenTargetGroupFullName"),
+    ("GreenErrorRateAlarm", "GreenTargetGroupFullName", "BlueTargetGroupFullName"),
+])  # fmt: skip
+def test_each_error_rate_alarm_rates_its_group_only_while_it_serves_the_larger_share(
+    alarm: str, own: str, other: str
+) -> None:
+    """A 10 % canary on ~20 requests a minute crosses a fixed 5 % on one failed request: the group with fewer
+    requests than the other counts 0 here and is left to the canary judge's alarm."""
+    queries = _error_rate_queries(alarm)
+    assert list(queries) == ["errors", "requests", "others", "rate"]
+    assert [_target_group(queries[q]) for q in ("errors", "requests", "others")] == [own, own, other]
+    stats = {q: queries[q]["MetricStat"] for q in ("errors", "requests", "others")}
+    assert (
+        stats["others"]["Metric"]["MetricName"] == stats["requests"]["Metric"]["MetricName"] == "RequestCount"
+    )
+    assert stats["errors"]["Metric"]["MetricName"] == "HTTPCode_Target_5XX_Count"
+    assert {(s["Stat"], json.dumps(s["Period"])) for s in stats.values()} == {
+        ("Sum", json.dumps({"Ref": "HealthCheckInterval"}))
+    }
+    assert [queries[q]["ReturnData"] for q in queries] == [False, False, False, True]
+    assert queries["rate"]["Expression"] == GATED_RATE
+
+
+@pytest.mark.parametrize(("errors", "requests", "others", "expected"), [
+    (1.0, 2.0, 18.0, 0.0),  # a 10 % canary with one failure: 0, not 50 %
+    (3.0, 18.0, 2.0, 100 * 3 / 18),  # the group serving most requests: its rate
+    (1.0, 10.0, 10.0, 10.0),  # an even split: both groups rated
+    (None, 20.0, None, 0.0),  # no 5xx datapoint is no error
+    (2.0, 20.0, None, 10.0),  # the other group idle (no RequestCount datapoint): rated
+])  # fmt: skip
+def test_the_stand_in_evaluates_the_gated_rate_as_cloudwatch_metric_math(
+    errors: float | None, requests: float, others: float | None, expected: float
+) -> None:
+    values = {"errors": errors, "requests": requests, "others": others}
+    assert evaluate_expression(GATED_RATE, values) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("others", [None, 20.0])
+def test_a_group_without_requests_never_breaches_the_gated_rate(others: float | None) -> None:
+    """No RequestCount datapoint of its own: the stand-in gives no value; CloudWatch's metric math compares a
+    value missing beside a present one as 0 and gives 0 where IF's chosen branch has no value ("Using metric
+    math", comparison operators and "Using IF expressions"). Both are below every threshold the template
+    accepts, so the alarm's state is the same."""
+    value = evaluate_expression(GATED_RATE, {"errors": None, "requests": None, "others": others})
+    lowest = load_template(LAMBDA.template)["Parameters"]["ErrorRateThresholdPercent"]["MinValue"]
+    assert value is None or value < lowest
 
 
 def _depends_on(resource: dict[str, Any]) -> set[str]:

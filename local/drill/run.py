@@ -66,6 +66,7 @@ class Timeline:
     out: Any = sys.stdout
     quiet: bool = False
     _last_health: str = ""
+    _last_canary: str = ""
     lines: list[str] = field(default_factory=list)
 
     def stamp(self, t: float) -> str:
@@ -73,6 +74,8 @@ class Timeline:
         return f"{t:6.2f}s  AWS {int(aws // 60):3d}m{int(aws % 60):02d}s"
 
     def __call__(self, event: Event) -> None:
+        if event.kind == "lambda" and (canary := self._canary_text(event.data.get("record") or {})):
+            self._line(event.t, canary)
         text = self._text(event)
         if text is not None:
             self._line(event.t, text)
@@ -105,6 +108,14 @@ class Timeline:
             "pipeline": "pipeline",
         }
         return f"{labels.get(event.kind, event.kind):9s} {event.text}"
+
+    def _canary_text(self, record: dict[str, Any]) -> str | None:
+        """The production canary judge's verdict (a scheduled health check's `canary`), when it changes."""
+        verdict = str(record.get("canary", ""))
+        if record.get("function") != "health_check" or not verdict or verdict == self._last_canary:
+            return None
+        self._last_canary = verdict
+        return f"check     canary judge: {verdict} - {record.get('canary_reason', '')}"
 
     def _lambda_text(self, record: dict[str, Any]) -> str | None:
         decision = str(record.get("decision", ""))
@@ -508,8 +519,10 @@ def run_scenario(
     return result
 
 
-def reset_release(world: World, timeline: Timeline, version: str) -> None:
-    """Bench only: a faulty release still serves; ship a clean one before the next scenario (not measured)."""
+def ship_unmeasured(world: World, timeline: Timeline, version: str, faults: dict[str, str], why: str) -> None:
+    """Bench only, not measured: ship `version` with `faults` once no deployment is in flight (a clean one
+    after a faulty release still serves, or the noisy original a scenario starts from); raises TimeoutError
+    when it does not end Succeeded."""
     world.wait_for(
         lambda: all(
             world.service.get(i)["status"] in FINISHED_STATUSES for i in world.service.deployment_ids()
@@ -517,14 +530,16 @@ def reset_release(world: World, timeline: Timeline, version: str) -> None:
         world.scale.drill(INSTALL_TIMEOUT_SECONDS + HOOK_TIMEOUT_SECONDS) + 30,
         "no deployment in flight",
     )
-    timeline.say(f"reset     a faulty release serves: pushing clean {version} (not measured)")
-    execution = world.execution_of(world.ship(version, {}, "clean release"), timeout=30)
+    timeline.say(f"{'reset' if not faults else 'baseline':9s} {why}: pushing {version} (not measured)")
+    execution = world.execution_of(world.ship(version, faults, why), timeout=30)
     deployment = world.deployment_of(
         execution, timeout=BUILD_TIMEOUT_FLOOR_SECONDS + world.scale.drill(30 * 60) + 30
     )
     if deployment is None:
-        raise TimeoutError(f"the clean release {version} stopped in its pipeline")
-    _wait_final(world, deployment, "deployment")
+        raise TimeoutError(f"{version} ({why}) stopped in its pipeline")
+    status = _wait_final(world, deployment, "deployment")["status"]
+    if status != "Succeeded":
+        raise TimeoutError(f"{version} ({why}) ended {status}, not Succeeded")
 
 
 def wait_quiet(world: World) -> None:
@@ -591,15 +606,25 @@ def run(
             faulty: set[str] = set()
             serial = 2
             for name in names:
+                scenario = SCENARIOS[name]
+                if scenario.baseline is not None:
+                    try:
+                        ship_unmeasured(world, timeline, f"v{serial}", scenario.baseline(scale), "original")
+                    except TimeoutError as exc:
+                        results.append(Result(name, scenario.title, scenario.expected.text, f"v{serial}",
+                                              failures=[f"the original did not ship: {exc}"]))  # fmt: skip
+                        break
+                    faulty.add(f"v{serial}")
+                    serial += 1
                 version = f"v{serial}"
                 serial += 1
-                if SCENARIOS[name].faults(scale):
+                if scenario.faults(scale):
                     faulty.add(version)
-                results.append(run_scenario(world, users, timeline, SCENARIOS[name], version))
+                results.append(run_scenario(world, users, timeline, scenario, version))
                 if results[-1].deployment is None and results[-1].pipeline is None:
                     break
                 if reset and results[-1].serving_after in faulty:
-                    reset_release(world, timeline, f"v{serial}")
+                    ship_unmeasured(world, timeline, f"v{serial}", {}, "a faulty release serves: clean")
                     serial += 1
             series = world_series(world, users, scale)
             evaluations = [asdict(e) for e in world.alarms.evaluations]
