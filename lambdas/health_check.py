@@ -637,7 +637,7 @@ ALB_COUNTS: Final = (("requests", "RequestCount"), ("errors", "HTTPCode_Target_5
 
 def canary_counts(watch: CanaryWatch, phase: CanaryPhase, now: float) -> tuple[Counts, Counts] | str:
     """(baseline, canary): each target group's RequestCount and HTTPCode_Target_5XX_Count sums (the ALB's
-    one-minute metrics) from the minute the canary began to now, in one GetMetricData call (and its
+    one-minute metrics) over the full minutes since the canary began, in one GetMetricData call (and its
     NextToken pages); or why they cannot be read."""
     dimensions = {role: watch.dimension_of(name) for role, name in _roles(phase)}
     unknown = [name for role, name in _roles(phase) if dimensions[role] is None]
@@ -662,16 +662,24 @@ def canary_counts(watch: CanaryWatch, phase: CanaryPhase, now: float) -> tuple[C
         for role, _ in _roles(phase)
         for counted, metric in ALB_COUNTS
     ]
-    start = math.floor(phase.since / 60) * 60
-    end = max(start + 60, math.ceil(now / 60) * 60)
+    # CloudWatch rounds StartTime down to the minute (GetMetricData: "Start time less than 15 days ago - Round
+    # down to the nearest whole minute"), so the answer begins with the minute the shift began in, which
+    # also holds the minutes' requests before it: the hook's test traffic on the replacement's group, all
+    # production on the original's. Only periods stamped at or after the shift are counted: full minutes.
+    start = math.floor(phase.since)
     sums: Counter[str] = Counter()
     pages: dict[str, Any] = {}
     while True:
         response = cloudwatch().get_metric_data(
-            MetricDataQueries=queries, StartTime=start, EndTime=end, **pages
+            MetricDataQueries=queries, StartTime=start, EndTime=math.ceil(now) + 60, **pages
         )
         for result in response.get("MetricDataResults") or []:
-            sums[result["Id"]] += sum(result.get("Values") or [])
+            stamps = [epoch(t) for t in result.get("Timestamps") or []]
+            sums[result["Id"]] += sum(
+                v
+                for t, v in zip(stamps, result.get("Values") or [], strict=False)
+                if t is not None and t >= start
+            )
         if not response.get("NextToken"):
             break
         pages = {"NextToken": response["NextToken"]}

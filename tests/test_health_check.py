@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
@@ -913,3 +913,40 @@ def test_a_target_group_outside_target_group_dimensions_is_not_judged(
     assert metric_values("CanaryJudgement", Service="sample-app", Environment="dev") == []
     [warning] = [d for d in decisions(caplog) if d["message"] == "canary not judged"]
     assert "phoenix-dev-blue, phoenix-dev-green is not in TARGET_GROUP_DIMENSIONS" in warning["error"]
+
+
+def test_the_minute_the_shift_began_in_is_not_counted_it_also_holds_the_requests_before_it(
+    harness: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CloudWatch rounds GetMetricData's StartTime down to the whole minute ("Start time less than 15 days
+    ago - Round down to the nearest whole minute", botocore GetMetricDataInput.StartTime), so AWS answers
+    with the minute the shift began in, stamped before it: its requests include the hook's test traffic on
+    the replacement's group and all of production on the original's. Only the minutes after count."""
+    caplog.set_level(logging.INFO)
+    in_flight = in_canary(harness)
+    [target] = boto3.client("codedeploy").batch_get_deployment_targets(
+        deploymentId=in_flight, targetIds=["phoenix-dev:sample-app"]
+    )["deploymentTargets"]
+    [allow] = [e for e in target["ecsTarget"]["lifecycleEvents"] if e["lifecycleEventName"] == "AllowTraffic"]
+    shift_minute = allow["startTime"].replace(second=0, microsecond=0)
+    minutes = [shift_minute, shift_minute + timedelta(minutes=1)]
+    # (shift minute, next minute) per query: the shift's minute is full of clean test traffic on the canary.
+    values = {
+        "baseline_requests": [1800.0, 180.0],
+        "baseline_errors": [0.0, 0.0],
+        "canary_requests": [180.0, 20.0],
+        "canary_errors": [0.0, 10.0],
+    }
+    answer = {
+        "MetricDataResults": [
+            {"Id": query_id, "Label": query_id, "Timestamps": minutes, "Values": v, "StatusCode": "Complete"}
+            for query_id, v in values.items()
+        ]
+    }
+    module = harness.function(harness.healthy, harness.healthy, **CANARY_ENV)
+    monkeypatch.setattr(module.cloudwatch(), "get_metric_data", Mock(return_value=answer))
+    module.lambda_handler(harness.event("eventbridge-scheduled"), harness.context())
+    [line] = [d for d in decisions(caplog) if d["message"] == "scheduled health check"]
+    assert "canary 10/20 failed" in line["canary_reason"]
+    assert "baseline 0/180" in line["canary_reason"]
+    assert line["canary"] == "Fail"

@@ -110,12 +110,13 @@ class Timeline:
         return f"{labels.get(event.kind, event.kind):9s} {event.text}"
 
     def _canary_text(self, record: dict[str, Any]) -> str | None:
-        """The production canary judge's verdict (a scheduled health check's `canary`), when it changes."""
+        """The production canary judge's look (a scheduled health check's `canary`), when it says more."""
         verdict = str(record.get("canary", ""))
-        if record.get("function") != "health_check" or not verdict or verdict == self._last_canary:
+        text = f"check     canary judge: {verdict} - {record.get('canary_reason', '')}"
+        if record.get("function") != "health_check" or not verdict or text == self._last_canary:
             return None
-        self._last_canary = verdict
-        return f"check     canary judge: {verdict} - {record.get('canary_reason', '')}"
+        self._last_canary = text
+        return text
 
     def _lambda_text(self, record: dict[str, Any]) -> str | None:
         decision = str(record.get("decision", ""))
@@ -531,7 +532,7 @@ def ship_unmeasured(world: World, timeline: Timeline, version: str, faults: dict
         "no deployment in flight",
     )
     timeline.say(f"{'reset' if not faults else 'baseline':9s} {why}: pushing {version} (not measured)")
-    execution = world.execution_of(world.ship(version, faults, why), timeout=30)
+    execution = world.execution_of(world.ship(version, world.release_files(faults), why), timeout=30)
     deployment = world.deployment_of(
         execution, timeout=BUILD_TIMEOUT_FLOOR_SECONDS + world.scale.drill(30 * 60) + 30
     )
