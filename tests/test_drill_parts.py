@@ -4,9 +4,11 @@ configurations, CloudFormation of the types moto skips, the background loop, the
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -18,6 +20,7 @@ from local.aws.cloudformation import camel_case, cidr, skipped_resources
 from local.aws.cloudwatch import evaluate_expression, statistic
 from local.aws.codedeploy.ecs_engine import shift_steps
 from local.aws.events import rate_seconds
+from local.aws.moto_server import moto_server
 from local.background import Loop
 from local.drill.results import (
     LAMBDA_ACTIONS,
@@ -500,3 +503,37 @@ def test_a_loop_on_the_aws_clock_is_not_late_after_a_hold() -> None:
             time.sleep(0.01)
     assert fired
     assert fired[0] - due < 0.15, fired
+
+
+def test_a_callers_metric_query_is_answered_on_its_own_clock_as_the_codedeploy_stand_in_answers_times() -> (
+    None
+):
+    """Datapoints are stamped on the AWS clock; a caller (a Lambda, the drill) asks on a clock that runs ahead
+    of it by the time held, as the CodeDeploy stand-in's times are given to it (json_api.shift_times). Its
+    GetMetricData from "just before now" must still find what was published just now, stamped on its clock."""
+    scale = TimeScale(40.0)
+    with moto_server(scale=scale) as aws:
+        cloudwatch = aws.client("cloudwatch")
+        with scale.hold("the test"):
+            time.sleep(2.0)  # the caller's clock is now 2 s ahead of the AWS clock
+        stamped = datetime.fromtimestamp(scale.timestamp(), UTC)
+        cloudwatch.put_metric_data(
+            Namespace="Test", MetricData=[{"MetricName": "m", "Value": 7.0, "Timestamp": stamped}]
+        )
+        asked = math.floor(time.time() - 0.5)  # after the datum on the AWS clock, before it on the caller's
+        [result] = cloudwatch.get_metric_data(
+            MetricDataQueries=[
+                {
+                    "Id": "m",
+                    "MetricStat": {
+                        "Metric": {"Namespace": "Test", "MetricName": "m"},
+                        "Period": 60,
+                        "Stat": "Sum",
+                    },
+                }
+            ],
+            StartTime=asked,
+            EndTime=asked + 60,
+        )["MetricDataResults"]
+    assert result["Values"] == [7.0]
+    assert [t.timestamp() for t in result["Timestamps"]] == [asked]

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from moto.cloudwatch.models import CloudWatchBackend
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from local.aws.account import ACCOUNT_ID, REGION
@@ -86,8 +89,13 @@ def lambda_api_call(scale: TimeScale | None, user_agent: str) -> Iterator[None]:
         scale.sleep(scale.drill(API_LATENCY_SECONDS))
 
 
+# How far the caller of the HTTP request this thread serves runs ahead of the AWS clock (seconds held).
+_CALLER = threading.local()
+
+
 class _LambdaCalls:
-    """WSGI middleware: moto's answers to Lambda functions through `lambda_api_call`."""
+    """WSGI middleware: moto's answers to Lambda functions through `lambda_api_call`, and each caller's clock
+    known to the CloudWatch queries it makes (`_metric_queries_on_the_aws_clock`)."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], scale: TimeScale) -> None:
         self._app = app
@@ -95,7 +103,38 @@ class _LambdaCalls:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         with lambda_api_call(self._scale, str(environ.get("HTTP_USER_AGENT", ""))):
-            return list(self._app(environ, start_response))
+            _CALLER.ahead = self._scale.held_seconds()
+            try:
+                return list(self._app(environ, start_response))
+            finally:
+                _CALLER.ahead = 0.0
+
+
+@contextmanager
+def _metric_queries_on_the_aws_clock() -> Iterator[None]:
+    """GetMetricData over HTTP, as `json_api.shift_times` does for the stand-ins' own services: datapoints are
+    stamped on the AWS clock, their callers (the Lambdas, the drill) ask on clocks ahead of it by the time
+    held, so StartTime and EndTime move back by that and the answer's Timestamps forward."""
+    original = CloudWatchBackend.get_metric_data
+
+    def get_metric_data(
+        backend: CloudWatchBackend,
+        queries: list[dict[str, Any]],
+        start_time: datetime,
+        end_time: datetime,
+        scan_by: str = "TimestampAscending",
+    ) -> list[dict[str, Any]]:
+        ahead = timedelta(seconds=getattr(_CALLER, "ahead", 0.0))
+        results = original(backend, queries, start_time - ahead, end_time - ahead, scan_by)
+        # moto's periods start at StartTime to the second: each keeps its offset from the caller's StartTime.
+        first = (start_time - ahead).replace(microsecond=0)
+        return [{**r, "timestamps": [start_time + (t - first) for t in r["timestamps"]]} for r in results]
+
+    CloudWatchBackend.get_metric_data = get_metric_data  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        CloudWatchBackend.get_metric_data = original  # type: ignore[method-assign]
 
 
 def _clean_env() -> None:
@@ -142,12 +181,15 @@ def moto_server(extra_env: Mapping[str, str] | None = None, scale: TimeScale | N
         os.environ[key] = value
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    clocks = ExitStack()
     if scale is not None and server._server is not None:  # moto keeps its WSGI server private
         server._server.app = _LambdaCalls(server._server.app, scale)
+        clocks.enter_context(_metric_queries_on_the_aws_clock())
     try:
         host, port = server.get_host_and_port()
         yield Aws(endpoint=f"http://{host}:{port}")
     finally:
+        clocks.close()
         try:
             host, port = server.get_host_and_port()
             urllib.request.urlopen(

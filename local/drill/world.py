@@ -389,6 +389,20 @@ class World(Lifecycle):
             alarmConfiguration={**group["alarmConfiguration"], "enabled": False},
         )
 
+    def deployment_config(self, name: str | None = None) -> str:
+        """The group's deployment configuration; with `name`, UpdateDeploymentGroup sets it first (as an
+        operator would) and the one before is returned."""
+        group = self.codedeploy.get_deployment_group(
+            applicationName=self.application, deploymentGroupName=self.group
+        )["deploymentGroupInfo"]
+        if name is not None:
+            self.codedeploy.update_deployment_group(
+                applicationName=self.application,
+                currentDeploymentGroupName=self.group,
+                deploymentConfigName=name,
+            )
+        return str(group["deploymentConfigName"])
+
     def _package_lambdas(self, root: Path, bucket: str) -> dict[str, Path]:
         """`make package`'s zips uploaded to the artifact bucket (README order), unpacked for the runtime."""
         s3 = self.aws.client("s3")
