@@ -511,12 +511,17 @@ def traffic_round(traffic: GateTraffic, config: Config) -> tuple[Counts, Counts]
 
 
 # --------------------------------------------------------------------------------------------- metrics
-def metric_data(rounds: Mapping[Listener, Round], config: Config) -> list[dict[str, Any]]:
-    """The PutMetricData entries for one run (production verdict also without the Listener dimension)."""
-    base = [
+def service_dimensions(config: Config) -> list[dict[str, str]]:
+    """{Service, Environment}: the dimensions every alarm's custom metric has."""
+    return [
         {"Name": "Service", "Value": config.service.name},
         {"Name": "Environment", "Value": config.service.environment},
     ]
+
+
+def metric_data(rounds: Mapping[Listener, Round], config: Config) -> list[dict[str, Any]]:
+    """The PutMetricData entries for one run (production verdict also without the Listener dimension)."""
+    base = service_dimensions(config)
     data: list[dict[str, Any]] = []
     # Several checks a run are stored at one-second resolution: else a 10-30 s alarm period sees one a minute.
     resolution = 1 if config.checks_per_run > 1 else 60
@@ -582,13 +587,9 @@ def overdue_datum(in_flight: str | None, config: Config) -> tuple[list[dict[str,
             fields["install_s"] = round(installing, 1)
             if overdue:
                 fields["overdue_because"] = "INSTALL_TIMEOUT"
-    dimensions = [
-        {"Name": "Service", "Value": service.name},
-        {"Name": "Environment", "Value": service.environment},
-    ]
     datum = {
         "MetricName": "DeploymentOverdue",
-        "Dimensions": dimensions,
+        "Dimensions": service_dimensions(config),
         "Value": float(overdue),
         "Unit": "None",
     }
@@ -708,7 +709,7 @@ def canary_datum(in_flight: str | None, config: Config) -> tuple[list[dict[str, 
     except (ClientError, BotoCoreError) as exc:
         log("canary not judged", logging.WARNING, deploymentId=in_flight, error=str(exc))
         return [], {"canary": "not judged"}
-    if phase is None or counts is None:
+    if counts is None:  # no canary in progress
         return [], {}
     if isinstance(counts, str):
         log("canary not judged", logging.WARNING, deploymentId=in_flight, error=counts)
@@ -717,10 +718,7 @@ def canary_datum(in_flight: str | None, config: Config) -> tuple[list[dict[str, 
     failed = isinstance(verdict, canary_judge.Fail)
     datum = {
         "MetricName": "CanaryJudgement",
-        "Dimensions": [
-            {"Name": "Service", "Value": config.service.name},
-            {"Name": "Environment", "Value": config.service.environment},
-        ],
+        "Dimensions": service_dimensions(config),
         "Value": float(failed),
         "Unit": "None",
     }
